@@ -1,0 +1,88 @@
+# upkeep.runbooks: every entry point an operator or CI uses. Each target sets up what it
+# needs itself (Debian packages when running as root, the .venv from pinned requirements).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.installed
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
+export PATH            := $(CURDIR)/$(BIN):$(PATH)
+
+# Debian packages the lab, the tests and the benchmarks need on this machine.
+DEB_PACKAGES := podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
+                postgresql-15 postgresql-client-15 redis-server zstd git
+
+.PHONY: help
+help:  ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps:  ## Install missing Debian packages (as root), or say which command to run
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then echo "+ $$cmd"; eval "$$cmd"; \
+	  else echo "Missing Debian packages: $$missing"; echo "Run as root: sudo sh -c '$$cmd'"; exit 1; fi; \
+	fi
+
+$(STAMP): requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP)  ## Create .venv from the pinned requirements
+
+.PHONY: lab-up
+lab-up: deps venv  ## Build the lab image if needed, start and provision the lab
+	$(PY) lab/labctl.py up
+
+.PHONY: lab-down
+lab-down:  ## Remove the lab containers, stop its endpoints, drop its state
+	@if [ -x $(PY) ]; then $(PY) lab/labctl.py down; else python3 lab/labctl.py down; fi
+
+.PHONY: lab-status
+lab-status: venv  ## Show what of the lab is running
+	$(PY) lab/labctl.py status
+
+.PHONY: demo
+demo: lab-up  ## Run the daily runbook against the lab and print its report
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/daily.yml
+
+.PHONY: lint
+lint: venv  ## ansible-lint (production profile) and ruff
+	$(BIN)/ruff check .
+	$(BIN)/ansible-lint --offline
+
+.PHONY: sanity
+sanity: venv  ## ansible-test sanity on a built copy of the collection
+	$(PY) tests/run_sanity.py
+
+.PHONY: unit
+unit: venv  ## Unit tests
+	$(PY) -m pytest -q tests/unit
+
+.PHONY: integration
+integration: deps venv  ## Integration tests against real PostgreSQL, S3 and Vault endpoints
+	$(PY) -m pytest -q -n 2 tests/integration
+
+.PHONY: molecule
+molecule: deps venv  ## Molecule scenarios on the lab image
+	lab/build-images.sh >/dev/null
+	$(BIN)/molecule test --all
+
+.PHONY: test
+test: lint sanity unit integration molecule  ## Everything CI runs
+
+.PHONY: bench
+bench: deps venv  ## Benchmarks (ratios against a named baseline)
+	$(PY) bench/run.py
+
+.PHONY: build
+build: venv  ## Build the collection tarball
+	$(BIN)/ansible-galaxy collection build --force

@@ -1,0 +1,7 @@
+"""Shared pytest set-up: fixtures live in tests/fixtures and are loaded here."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.s3",
+    "tests.fixtures.vault",
+]
