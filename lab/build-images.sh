@@ -58,7 +58,9 @@ fi
 
 log "collecting wheels for the sample application"
 mkdir -p "$cache/wheels"
-"$python" -m pip download --quiet --only-binary=:all: --dest "$cache/wheels" -r "$here/app/requirements.txt"
+# The image runs Debian's python3 (3.11.2): resolve markers for it, not for this venv.
+"$python" -m pip download --quiet --only-binary=:all: --python-version 3.11.2 --platform manylinux_2_36_x86_64 \
+  --platform manylinux2014_x86_64 --platform any --dest "$cache/wheels" -r "$here/app/requirements.txt"
 
 log "building $image"
 podman build --quiet --network none --build-arg "BASE=$base" -f "$here/images/Containerfile" \
