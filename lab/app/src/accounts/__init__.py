@@ -1,0 +1,1 @@
+"""User profiles on top of django.contrib.auth's User."""

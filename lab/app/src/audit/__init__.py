@@ -1,0 +1,1 @@
+"""The audit/event log: who did what, when, from where."""

@@ -1,0 +1,44 @@
+"""Audit events for sign-ins, sign-outs and failed sign-ins."""
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from audit.models import Event
+
+_MAX_USER_AGENT = 512
+_MAX_USERNAME = 150
+
+
+def _client(request):
+    if request is None:
+        return None, ""
+    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy sets it.
+    ip = request.META.get("REMOTE_ADDR") or None
+    return ip, request.META.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT]
+
+
+@receiver(user_logged_in, dispatch_uid="audit_user_logged_in")
+def record_login(sender, request, user, **kwargs):
+    ip, agent = _client(request)
+    Event.objects.create(actor=user, action="login", target=f"user:{user.pk}", ip=ip, user_agent=agent)
+
+
+@receiver(user_logged_out, dispatch_uid="audit_user_logged_out")
+def record_logout(sender, request, user, **kwargs):
+    ip, agent = _client(request)
+    Event.objects.create(
+        actor=user if user is not None and user.is_authenticated else None,
+        action="logout",
+        target=f"user:{user.pk}" if user is not None else "",
+        ip=ip,
+        user_agent=agent,
+    )
+
+
+@receiver(user_login_failed, dispatch_uid="audit_user_login_failed")
+def record_login_failed(sender, credentials, request=None, **kwargs):
+    # Django already masks the password in `credentials`; keep the attempted username only.
+    ip, agent = _client(request)
+    username = str(credentials.get("username", ""))[:_MAX_USERNAME]
+    Event.objects.create(action="login_failed", target=f"username:{username}", payload={"username": username},
+                         ip=ip, user_agent=agent)
