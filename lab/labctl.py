@@ -32,6 +32,7 @@ TOP = os.path.dirname(HERE)
 STATE = os.path.join(HERE, ".state")
 INVENTORY = os.path.join(TOP, "inventories", "lab")
 LABEL = "upkeep.lab=lab"
+VOLUMES = ("/var/lib/postgresql", "/var/log")
 VENV_BIN = os.path.dirname(sys.executable)
 
 
@@ -156,10 +157,14 @@ def start_container(host, hv, image):
         log("%s already running (%s)" % (host, name))
         return
     if state is not None:
-        run(["podman", "rm", "-f", name], capture=True)
+        run(["podman", "rm", "-f", "-v", name], capture=True)
     loopback("%s:0" % hv["lab_address"])
+    # The database and log directories are volumes of their own, as on a real server, so
+    # the daily disk checks see them as mounted file systems (the overlay root is not in
+    # the mount facts). Anonymous volumes: `podman rm -v` takes them away with the host.
     run(["podman", "run", "--detach", "--name", name, "--hostname", host, "--label", LABEL,
-         "--network", "host", "--systemd", "always", "--tmpfs", "/tmp", image], capture=True)
+         "--network", "host", "--systemd", "always", "--tmpfs", "/tmp"]
+        + [arg for path in VOLUMES for arg in ("--volume", path)] + [image], capture=True)
     # systemd is PID 1: wait until it has booted far enough to run units.
     deadline = time.monotonic() + 60
     while True:
@@ -201,7 +206,7 @@ def cmd_up(args):
 def cmd_down(_args):
     names = lab_containers() if shutil.which("podman") else []
     if names:
-        run(["podman", "rm", "-f", "-t", "5"] + names, capture=True)
+        run(["podman", "rm", "-f", "-v", "-t", "5"] + names, capture=True)
         log("removed containers: %s" % ", ".join(names))
     for name in ("s3", "vault"):
         stop_endpoint(name)
