@@ -1,0 +1,727 @@
+# -*- coding: utf-8 -*-
+# Copyright: upkeep.runbooks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run report backend: check results in, report.json + report.html on disk out.
+
+Pure Python, no Ansible imports: the ``upkeep.runbooks.report`` module feeds it the
+results a run collected and the hosts it expected, and this file
+
+* validates every result (an invalid one becomes a ``fail`` result named
+  ``report_invalid_result``; the report itself never crashes on bad input),
+* adds a ``fail`` result ``host_results_missing`` for every expected host without results,
+* redacts secret-looking keys in values, thresholds and run metadata,
+* orders (fail, warn, ok; then host, then check) and summarises,
+* renders JSON (schema_version 1, see docs/report.md) and a self-contained HTML page,
+* writes both atomically into ``<dest>/<cadence>/<YYYYmmddTHHMMSSZ>[-N]/`` and points
+  ``<dest>/<cadence>/latest`` at that directory.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import html
+import json
+import math
+import os
+import re
+import tempfile
+
+from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import (
+    STATUSES,
+    human_bytes,
+    result,
+    worst,
+)
+
+SCHEMA_VERSION = 1
+RESULT_KEYS = ("check", "host", "status", "value", "threshold", "message")
+REDACTED = "********"
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+CADENCE_RE = re.compile(r"^[a-z0-9_-]+$")
+_RANK = {"fail": 0, "warn": 1, "ok": 2}
+_MAX_SUFFIX = 1000
+
+
+class ReportError(Exception):
+    """A report could not be built or written; the message is fit for a user."""
+
+
+# --------------------------------------------------------------------------- redaction
+#
+# A key is split into lower-case words ("dbPassword" -> db, password; "X-Api-Key" ->
+# x, api, key). It names a secret when one word is (or ends in) a secret noun, or when "key" follows
+# a word that makes it key material (private_key, api_key, secret_key, signing_key ...).
+# "monkey", "s3_key", "ssh_key_count" or "password_age_days" are not secrets: the last
+# two end in a word that describes the secret rather than holding it.
+
+_SECRET_WORDS = frozenset((
+    "password", "passwords", "passwd", "passphrase", "secret", "secrets", "token", "tokens",
+    "credential", "credentials", "apikey", "privatekey", "secretkey", "authorization",
+))
+# Run-together names: PGPASSWORD, dbpassword, vaulttoken, clientsecret.
+_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "token")
+_KEY_QUALIFIERS = frozenset(("private", "api", "secret", "signing", "encryption", "master", "session", "hmac", "jwt"))
+_METADATA_WORDS = frozenset((
+    "age", "days", "hours", "seconds", "ttl", "expires", "expiry", "expiration", "expired", "at",
+    "count", "length", "len", "name", "names", "path", "file", "set", "present", "changed", "rotated",
+    "valid", "enabled", "required", "policy", "encryption", "method", "algorithm", "type", "fingerprint",
+    "version", "source", "mode", "owner",
+))
+_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/?#@\s]*):(?P<password>[^@/?#\s]+)@")
+
+
+def _words(key):
+    return [w.lower() for w in _WORD_RE.findall(key)]
+
+
+def is_secret_key(key):
+    """True when a dict key looks like it holds a secret (see the rules above)."""
+    if not isinstance(key, str):
+        return False
+    words = _words(key)
+    if not words or words[-1] in _METADATA_WORDS:
+        return False
+    for index, word in enumerate(words):
+        if word in _SECRET_WORDS or word.endswith(_SECRET_SUFFIXES):
+            return True
+        if word == "key" and index > 0 and words[index - 1] in _KEY_QUALIFIERS:
+            return True
+    return False
+
+
+def mask_url_credentials(text):
+    """'postgresql://app:s3cret@db/x' -> 'postgresql://app:********@db/x'."""
+    return _URL_CREDENTIALS_RE.sub(lambda m: "{}{}:{}@".format(m.group("scheme"), m.group("user"), REDACTED), text)
+
+
+def redact(obj):
+    """A copy of obj with secret-looking keys masked, recursively; strings lose URL passwords."""
+    if isinstance(obj, dict):
+        out = {}
+        for key, val in obj.items():
+            out[key] = REDACTED if (is_secret_key(key) and val is not None) else redact(val)
+        return out
+    if isinstance(obj, list):
+        return [redact(item) for item in obj]
+    if isinstance(obj, str):
+        return mask_url_credentials(obj)
+    return obj
+
+
+# --------------------------------------------------------------------------- validation
+
+def _plain(obj, depth=0):
+    """JSON-safe copy: tuples/sets -> lists, bytes -> text, unknown objects -> str."""
+    if depth > 32:
+        return "<nested too deeply>"
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, depth + 1) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((_plain(v, depth + 1) for v in obj), key=repr)
+    return str(obj)
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _problems(item):
+    if not isinstance(item, dict):
+        return [f"is a {type(item).__name__}, not a dict"]
+    problems = []
+    missing = [k for k in RESULT_KEYS if k not in item]
+    if missing:
+        problems.append("missing key(s) {}".format(", ".join(missing)))
+    for key in ("check", "host"):
+        if key in item and not (isinstance(item[key], str) and item[key].strip()):
+            problems.append(f"{key} must be a non-empty string, got {_short(item[key])!r}")
+    if "status" in item and item["status"] not in STATUSES:
+        problems.append("status {!r} is not one of {}".format(_short(item["status"]), ", ".join(STATUSES)))
+    if "message" in item and not isinstance(item["message"], (str, type(None))):
+        problems.append("message must be a string, got {}".format(type(item["message"]).__name__))
+    return problems
+
+
+def _short(value, limit=60):
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def validate(results):
+    """Flatten and check results; each invalid one is replaced by a report_invalid_result fail.
+
+    Extra keys on an otherwise valid result are dropped: the report keeps the six keys.
+    """
+    if results is None:
+        results = []
+    if not isinstance(results, (list, tuple)):
+        results = [results]
+    valid = []
+    for index, item in enumerate(_flatten(results), start=1):
+        problems = _problems(item)
+        if not problems:
+            clean = {k: _plain(item[k]) for k in RESULT_KEYS}
+            if clean["message"] is None:
+                clean["message"] = ""
+            valid.append(clean)
+            continue
+        host = item.get("host") if isinstance(item, dict) else None
+        host = host if isinstance(host, str) and host.strip() else "(unknown host)"
+        check = item.get("check") if isinstance(item, dict) else None
+        named = f" (check {_short(check)!r})" if isinstance(check, str) and check else ""
+        message = f"check result #{index}{named} is invalid: {'; '.join(problems)}"
+        value = {"index": index, "problems": problems}
+        if isinstance(item, dict):
+            value["check"] = _plain(check)
+            value["keys"] = sorted(str(k) for k in item)
+        valid.append(result("report_invalid_result", host, "fail", value, None, message))
+    return valid
+
+
+def add_missing_hosts(results, hosts):
+    """Append a host_results_missing fail for each expected host that has no result."""
+    seen = {r["host"] for r in results}
+    out = list(results)
+    for host in _unique(hosts or []):
+        if host not in seen:
+            out.append(result(
+                "host_results_missing", host, "fail", None, None,
+                f"{host}: no check results were collected (host failed or was unreachable before any check ran)",
+            ))
+            seen.add(host)
+    return out
+
+
+def _unique(items):
+    seen = set()
+    out = []
+    for item in items:
+        name = str(item)
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+def order(results):
+    """Failures first, then warnings, then ok; by host then check within a status (stable)."""
+    return sorted(results, key=lambda r: (_RANK[r["status"]], r["host"], r["check"]))
+
+
+def summarise(results):
+    counts = {status: 0 for status in STATUSES}
+    per_host = {}
+    for item in results:
+        counts[item["status"]] += 1
+        per_host.setdefault(item["host"], []).append(item["status"])
+    hosts = {host: worst(per_host[host]) for host in sorted(per_host)}
+    return {
+        "total": len(results),
+        "ok": counts["ok"],
+        "warn": counts["warn"],
+        "fail": counts["fail"],
+        "status": worst(hosts.values()),
+        "hosts": hosts,
+    }
+
+
+# --------------------------------------------------------------------------- time
+
+def parse_timestamp(value):
+    """ISO 8601 text (or a datetime) -> aware UTC datetime without microseconds; None -> now."""
+    if value is None or value == "":
+        when = datetime.datetime.now(datetime.timezone.utc)
+    elif isinstance(value, datetime.datetime):
+        when = value
+    else:
+        text = str(value).strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            when = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ReportError(
+                f"timestamp {value!r} is not an ISO 8601 date and time such as 2024-05-01T02:30:00Z"
+            ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.astimezone(datetime.timezone.utc).replace(microsecond=0)
+
+
+def iso_utc(when):
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dir_stamp(when):
+    return when.strftime("%Y%m%dT%H%M%SZ")
+
+
+# --------------------------------------------------------------------------- build
+
+def build_report(results, cadence, hosts=None, run=None, timestamp=None):
+    """The report as a dict (the content of report.json)."""
+    if not isinstance(cadence, str) or not CADENCE_RE.match(cadence):
+        raise ReportError(f"cadence {cadence!r} must match [a-z0-9_-]+")
+    when = parse_timestamp(timestamp)
+    checked = add_missing_hosts(validate(results), hosts)
+    final = []
+    for item in order(checked):
+        clean = dict(item)
+        clean["value"] = redact(item["value"])
+        clean["threshold"] = redact(item["threshold"])
+        clean["message"] = mask_url_credentials(item["message"])
+        final.append(clean)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cadence": cadence,
+        "generated_at": iso_utc(when),
+        "run": redact(_plain(dict(run or {}))),
+        "summary": summarise(final),
+        "results": final,
+    }
+
+
+def findings(report, status):
+    """[{host, check, message}] for the results of one status, in report order."""
+    return [
+        {"host": r["host"], "check": r["check"], "message": r["message"]}
+        for r in report["results"] if r["status"] == status
+    ]
+
+
+def render_json(report):
+    return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+_STATUS_LABEL = {"ok": "OK", "warn": "WARN", "fail": "FAIL"}
+_RUN_FIELDS = (
+    ("playbook", "Playbook"),
+    ("inventory", "Inventory"),
+    ("limit", "Limit"),
+    ("check_mode", "Check mode"),
+    ("ansible_version", "Ansible"),
+    ("controller_user", "Started by"),
+)
+_MAX_LIST_ITEMS = 20
+
+_CSS = """
+:root{--fail:#c62828;--fail-bg:#fdecea;--warn:#b26a00;--warn-bg:#fff4e0;--ok:#2e7d32;--ok-bg:#e8f5e9;
+--ink:#1f2933;--muted:#5f6b7a;--line:#dde3ea;--panel:#f6f8fa;}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);
+background:#fff}
+header{padding:20px 32px;color:#fff;background:var(--ok)}
+header.status-warn{background:var(--warn)}header.status-fail{background:var(--fail)}
+header h1{margin:0 0 4px;font-size:22px;font-weight:600}
+header .sub{opacity:.92}
+header .dry{font-weight:700;padding:1px 6px;border-radius:4px;background:rgba(0,0,0,.22)}
+.hbadge{display:inline-block;padding:2px 10px;margin-right:6px;border-radius:6px;background:rgba(0,0,0,.22);
+font-size:15px;letter-spacing:.06em;vertical-align:3px}
+main{padding:8px 32px 40px;max-width:1400px}
+h2{font-size:18px;margin:28px 0 10px;padding-bottom:6px;border-bottom:2px solid var(--line);display:flex;
+align-items:center;gap:10px;flex-wrap:wrap}
+h2 .counts{font-size:13px;font-weight:normal;color:var(--muted)}
+.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:16px 0 0;font-size:13px}
+.meta dt{color:var(--muted)}.meta dd{margin:0;word-break:break-all}
+.cards{display:flex;gap:12px;flex-wrap:wrap;margin:18px 0 6px}
+.card{min-width:120px;padding:10px 16px;border:1px solid var(--line);border-radius:8px;background:var(--panel)}
+.card .n{font-size:26px;font-weight:700;line-height:1.1}.card .l{color:var(--muted);font-size:12px;
+text-transform:uppercase;letter-spacing:.04em}
+.card.fail{border-color:var(--fail);background:var(--fail-bg)}.card.fail .n{color:var(--fail)}
+.card.warn{border-color:var(--warn);background:var(--warn-bg)}.card.warn .n{color:var(--warn)}
+.card.ok{border-color:var(--ok);background:var(--ok-bg)}.card.ok .n{color:var(--ok)}
+.card.zero{border-color:var(--line);background:var(--panel)}.card.zero .n{color:var(--muted)}
+.hosts{display:flex;gap:8px;flex-wrap:wrap;margin:10px 0 0;padding:0;list-style:none}
+.hosts a{display:inline-flex;align-items:center;gap:6px;padding:4px 10px;border:1px solid var(--line);
+border-radius:16px;color:var(--ink);text-decoration:none;background:#fff}
+.hosts a:hover{border-color:var(--muted)}
+.badge{display:inline-block;min-width:44px;padding:1px 7px;border-radius:10px;font-size:11px;font-weight:700;
+text-align:center;letter-spacing:.04em;color:#fff}
+.badge.ok{background:var(--ok)}.badge.warn{background:var(--warn)}.badge.fail{background:var(--fail)}
+table{width:100%;border-collapse:collapse;margin:6px 0 4px;font-size:13px;table-layout:fixed}
+col.c-st{width:74px}col.c-host{width:190px}col.c-check{width:210px}col.c-val{width:27%}col.c-thr{width:15%}
+th{text-align:left;font-weight:600;color:var(--muted);background:var(--panel);border-bottom:1px solid var(--line);
+padding:6px 8px;white-space:nowrap}
+td{padding:7px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
+tr.fail td:first-child{box-shadow:inset 4px 0 0 var(--fail)}tr.warn td:first-child{box-shadow:inset 4px 0 0 var(--warn)}
+tr.ok td:first-child{box-shadow:inset 4px 0 0 var(--ok)}
+tr.fail{background:var(--fail-bg)}tr.warn{background:var(--warn-bg)}
+td.st{padding-left:12px}
+td.check,td.host{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+td.host a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted)}
+td.val,td.thr{font-size:12.5px}
+ul.kv{margin:0;padding:0;list-style:none}ul.kv li{margin:0}ul.kv ul.kv{padding-left:14px}
+ul.kv.list li::before{content:"\\2022  ";color:var(--muted)}
+.k{color:var(--muted)}.none{color:var(--muted)}
+.allgood{padding:12px 16px;border:1px solid var(--ok);border-radius:8px;background:var(--ok-bg);color:var(--ok);
+font-weight:600}
+footer{margin-top:36px;color:var(--muted);font-size:12px}
+footer a{color:var(--muted)}
+@media print{header{-webkit-print-color-adjust:exact;print-color-adjust:exact}main{max-width:none}}
+"""
+
+
+def _e(text):
+    return html.escape(str(text), quote=True)
+
+
+def _is_bytes_key(key):
+    words = _words(str(key))
+    return bool(words) and (words[-1] == "bytes" or words[0] == "bytes")
+
+
+def _is_percent_key(key):
+    words = _words(str(key))
+    return any(w in ("percent", "pct") for w in words)
+
+
+def _unit_of(part):
+    unit = part.get("unit") if isinstance(part, dict) else None
+    return unit.strip() if isinstance(unit, str) and unit.strip() else None
+
+
+def _unit_context(item):
+    """The unit of a result's plain numbers (a scalar value, warn/fail limits), or None.
+
+    Taken from ``unit`` in the threshold or the value dict (check_evaluate records it in the
+    threshold); ``bytes`` also when the threshold's keys are byte keys (``warn_bytes``).
+    Keys such as ``size_bytes`` or ``percent_free`` are recognised on their own anywhere.
+    """
+    threshold, value = item.get("threshold"), item.get("value")
+    unit = _unit_of(threshold) or _unit_of(value)
+    if unit:
+        return "bytes" if unit.lower() == "bytes" else unit
+    if isinstance(threshold, dict) and any(_is_bytes_key(k) for k in threshold):
+        return "bytes"
+    return None
+
+
+def _scalar(value, unit=None):
+    if value is None:
+        return '<span class="none">&mdash;</span>'
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        if unit == "bytes":
+            return f'<span title="{_e(value)} bytes">{_e(human_bytes(value))}</span>'
+        if isinstance(value, float):
+            value = round(value, 2)
+        if not unit:
+            return _e(value)
+        return _e(value) + "&nbsp;" + _e(unit)
+    return _e(value)
+
+
+def _key_unit(key, inherited):
+    """The unit for a number under key: its own name first, then the unit around it."""
+    if _is_percent_key(key):
+        return "%"
+    if _is_bytes_key(key):
+        return "bytes"
+    words = _words(str(key))
+    if inherited and not ({"count", "index", "hosts", "items"} & set(words)):
+        return inherited
+    return None
+
+
+def render_value(value, unit=None, skip_none=False):
+    """Readable HTML for a value: dicts as key: value lists, numbers with their unit."""
+    if isinstance(value, dict):
+        own = _unit_of(value)
+        unit = ("bytes" if own.lower() == "bytes" else own) if own else unit
+        rows = []
+        for key, val in value.items():
+            if own and key == "unit":
+                continue
+            if skip_none and val is None:
+                continue
+            key_unit = _key_unit(key, unit)
+            rows.append(f'<li><span class="k">{_e(key)}:</span> {render_value(val, key_unit)}</li>')
+        if not rows:
+            return '<span class="none">&mdash;</span>'
+        return '<ul class="kv">' + "".join(rows) + "</ul>"
+    if isinstance(value, list):
+        if not value:
+            return '<span class="none">(none)</span>'
+        shown = value[:_MAX_LIST_ITEMS]
+        inline = all(
+            not isinstance(v, (dict, list)) and not (isinstance(v, str) and (len(v) > 40 or "," in v)) for v in shown
+        )
+        if inline:
+            text = ", ".join(_scalar(v, unit) for v in shown)
+        else:
+            text = '<ul class="kv list">' + "".join(f"<li>{render_value(v, unit)}</li>" for v in shown) + "</ul>"
+        if len(value) > len(shown):
+            text += f' <span class="none">&hellip; ({len(value) - len(shown)} more)</span>'
+        return text
+    return _scalar(value, unit)
+
+
+def _anchor(host):
+    return "host-" + re.sub(r"[^A-Za-z0-9_.-]", "_", host)
+
+
+def _badge(status):
+    return f'<span class="badge {status}">{_STATUS_LABEL[status]}</span>'
+
+
+def _row(item, with_host, with_threshold):
+    unit = _unit_context(item)
+    status = item["status"]
+    host = item["host"]
+    cells = [f'<td class="st">{_badge(status)}</td>']
+    if with_host:
+        cells.append(f'<td class="host"><a href="#{_e(_anchor(host))}">{_e(host)}</a></td>')
+    cells.append(f'<td class="check">{_e(item["check"])}</td>')
+    cells.append(f'<td class="val">{render_value(item["value"], unit)}</td>')
+    if with_threshold:
+        cells.append(f'<td class="thr">{render_value(item["threshold"], unit, skip_none=True)}</td>')
+    message = _e(item["message"]) or '<span class="none">&mdash;</span>'
+    cells.append(f'<td class="msg">{message}</td>')
+    return f'<tr class="{status}">' + "".join(cells) + "</tr>"
+
+
+def _table(items, with_host, with_threshold):
+    columns = [("st", "Status")]
+    columns += [("host", "Host")] if with_host else []
+    columns += [("check", "Check"), ("val", "Value")]
+    columns += [("thr", "Threshold")] if with_threshold else []
+    columns += [("msg", "Message")]
+    cols = "".join(f'<col class="c-{c}">' for c, _ in columns)
+    head = "".join(f"<th>{h}</th>" for _, h in columns)
+    body = "".join(_row(i, with_host, with_threshold) for i in items)
+    return f"<table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _card(label, number, status=None):
+    cls = "card"
+    if status:
+        cls += " " + (status if number else "zero")
+    return f'<div class="{cls}"><div class="n">{int(number)}</div><div class="l">{_e(label)}</div></div>'
+
+
+def _meta(run):
+    rows = []
+    known = set()
+    for key, label in _RUN_FIELDS:
+        known.add(key)
+        if key in run and run[key] not in (None, "", []):
+            rows.append((label, run[key]))
+    for key in sorted(run):
+        if key not in known and run[key] not in (None, "", []):
+            rows.append((key.replace("_", " ").capitalize(), run[key]))
+    return "".join(f"<dt>{_e(label)}</dt><dd>{render_value(value)}</dd>" for label, value in rows)
+
+
+def _plural(number, word):
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def render_html(report):
+    """One self-contained HTML page: inline CSS, no scripts, no external assets."""
+    summary = report["summary"]
+    results = report["results"]
+    status = summary["status"]
+    cadence = _e(report["cadence"].capitalize())
+    when = _e(report["generated_at"])
+    attention = [r for r in results if r["status"] != "ok"]
+    host_count = len(summary["hosts"])
+    if status == "ok":
+        headline = f"all {_plural(summary['total'], 'check')} passed"
+    elif status == "warn":
+        headline = _plural(summary["warn"], "warning")
+    else:
+        headline = f"{_plural(summary['fail'], 'failure')}, {_plural(summary['warn'], 'warning')}"
+
+    dry_run = ""
+    if (report.get("run") or {}).get("check_mode") is True:
+        dry_run = ' &middot; <span class="dry">CHECK MODE: a dry run, nothing was changed</span>'
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_STATUS_LABEL[status]} &middot; {cadence} run report {when}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f'<header class="status-{status}">',
+        f'<h1><span class="hbadge">{_STATUS_LABEL[status]}</span> {cadence} run report: {_e(headline)}</h1>',
+        f'<div class="sub">Generated {when} &middot; {_plural(host_count, "host")} &middot; '
+        f'{_plural(summary["total"], "check")}{dry_run}</div></header>',
+        "<main>",
+        '<div class="cards">'
+        + _card("Failed", summary["fail"], "fail")
+        + _card("Warnings", summary["warn"], "warn")
+        + _card("OK", summary["ok"], "ok")
+        + _card("Checks", summary["total"])
+        + _card("Hosts", host_count)
+        + "</div>",
+    ]
+    if summary["hosts"]:
+        chips = "".join(
+            f'<li><a href="#{_e(_anchor(h))}">{_badge(s)} {_e(h)}</a></li>'
+            for h, s in sorted(summary["hosts"].items(), key=lambda hs: (_RANK[hs[1]], hs[0]))
+        )
+        out.append(f'<ul class="hosts">{chips}</ul>')
+    meta = _meta(report.get("run") or {})
+    if meta:
+        out.append(f'<dl class="meta">{meta}</dl>')
+
+    out.append(f'<h2 id="attention">Failures and warnings <span class="counts">{len(attention)}</span></h2>')
+    if attention:
+        out.append(_table(attention, with_host=True, with_threshold=False))
+    else:
+        checks = _plural(summary["total"], "check")
+        out.append(f'<div class="allgood">No failures or warnings: all {checks} passed.</div>')
+
+    by_host = {}
+    for item in results:
+        by_host.setdefault(item["host"], []).append(item)
+    for host in sorted(by_host, key=lambda h: (_RANK[summary["hosts"][h]], h)):
+        items = by_host[host]
+        counts = {s: sum(1 for i in items if i["status"] == s) for s in STATUSES}
+        out.append(
+            f'<h2 id="{_e(_anchor(host))}">{_badge(summary["hosts"][host])} {_e(host)} '
+            f'<span class="counts">{counts["fail"]} fail &middot; {counts["warn"]} warn &middot; '
+            f'{counts["ok"]} ok</span></h2>'
+        )
+        out.append(_table(items, with_host=False, with_threshold=True))
+
+    out.append(
+        '<footer>Machine-readable copy: <a href="report.json">report.json</a> '
+        f'(schema version {int(report["schema_version"])}). Written by upkeep.runbooks.report.</footer>'
+    )
+    out.append("</main></body></html>\n")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- writing
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, text, mode=FILE_MODE):
+    """Write text to path via a temp file in the same directory: fsync, chmod, rename."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def _ensure_dir(path):
+    """Create path (0750 for every level this call creates); existing directories are left as they are."""
+    if os.path.isdir(path):
+        return
+    if os.path.lexists(path):
+        raise ReportError(f"{path} exists and is not a directory")
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _ensure_dir(parent)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise ReportError(f"{path} exists and is not a directory") from None
+        return
+    os.chmod(path, DIR_MODE)
+
+
+def _new_run_dir(cadence_dir, stamp):
+    for n in range(1, _MAX_SUFFIX + 1):
+        name = stamp if n == 1 else f"{stamp}-{n}"
+        path = os.path.join(cadence_dir, name)
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(path, DIR_MODE)
+        return path
+    raise ReportError(f"{cadence_dir} already has {_MAX_SUFFIX} reports for {stamp}")
+
+
+def _point_latest(cadence_dir, target_name):
+    link = os.path.join(cadence_dir, "latest")
+    if os.path.lexists(link) and not os.path.islink(link):
+        raise ReportError(f"{link} exists and is not a symlink; move it away so it can point at the newest report")
+    tmp = os.path.join(cadence_dir, f".latest.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target_name, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(cadence_dir)
+    return link
+
+
+def write_report(report, dest):
+    """Write report.json and report.html for a built report; returns the paths written.
+
+    Raises ReportError with a readable cause; OSError is translated here so callers do
+    not have to know what can go wrong on a file system.
+    """
+    try:
+        dest = os.path.abspath(dest)
+        cadence_dir = os.path.join(dest, report["cadence"])
+        _ensure_dir(cadence_dir)
+        stamp = dir_stamp(parse_timestamp(report["generated_at"]))
+        run_dir = _new_run_dir(cadence_dir, stamp)
+        json_path = os.path.join(run_dir, "report.json")
+        html_path = os.path.join(run_dir, "report.html")
+        atomic_write(json_path, render_json(report))
+        atomic_write(html_path, render_html(report))
+        latest = _point_latest(cadence_dir, os.path.basename(run_dir))
+    except OSError as exc:
+        raise ReportError(_os_error(exc)) from exc
+    return {"dir": run_dir, "json_path": json_path, "html_path": html_path, "latest": latest}
+
+
+def _os_error(exc):
+    reason = exc.strerror or str(exc)
+    where = exc.filename
+    if where:
+        return f"{where}: {reason}"
+    return reason
