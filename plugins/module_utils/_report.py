@@ -505,8 +505,8 @@ def _table(items, with_host, with_threshold):
     columns += [("check", "Check"), ("val", "Value")]
     columns += [("thr", "Threshold")] if with_threshold else []
     columns += [("msg", "Message")]
-    cols = "".join(f'<col class="c-{c}">' for c, _ in columns)
-    head = "".join(f"<th>{h}</th>" for _, h in columns)
+    cols = "".join(f'<col class="c-{key}">' for key, _title in columns)
+    head = "".join(f"<th>{title}</th>" for _key, title in columns)
     body = "".join(_row(i, with_host, with_threshold) for i in items)
     return f"<table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -24,7 +24,7 @@ description:
   - The filter P(upkeep.runbooks.pg_health_checks#filter) turns the result into check results
     with thresholds.
 author:
-  - upkeep.runbooks maintainers
+  - upkeep.runbooks maintainers (@upkeep-runbooks)
 extends_documentation_fragment:
   - upkeep.runbooks.postgres
 attributes:

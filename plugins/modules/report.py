@@ -32,7 +32,7 @@ description:
     M(ansible.builtin.fail) when RV(summary.status) is V(fail); see the examples and C(docs/report.md).
   - Runs on the controller. Call it once per run with C(delegate_to=localhost) and C(run_once=true).
 author:
-  - upkeep.runbooks maintainers
+  - upkeep.runbooks maintainers (@upkeep-runbooks)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
