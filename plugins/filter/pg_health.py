@@ -159,6 +159,9 @@ def _standby_check(host, standby, limits):
         status = "fail"
         notes.append("lag cannot be measured (no WAL received or replayed yet)")
     if paused:
+        # A paused standby falls further behind with every write and a failover to it would
+        # first have to replay all of it: worth a warning even while the lag is still small.
+        status = worst([status, "warn"])
         notes.append("WAL replay is paused (pg_wal_replay_resume() continues it)")
     if connected is False:
         status = "fail"

@@ -169,12 +169,17 @@ def test_standby_lag_worst_of_bytes_and_seconds(lag_bytes, seconds, status):
     assert by_check(checks(info, "db2", DEFAULT_THRESHOLDS))["replication_lag"]["status"] == status
 
 
-def test_standby_paused_named_in_message():
+def test_standby_paused_warns_even_with_small_lag():
     info = standby_info(replay_paused=True, receive_replay_lag_bytes=4096, replay_lag_seconds=5.0)
     result = by_check(checks(info, "db2", DEFAULT_THRESHOLDS))["replication_lag"]
     assert result["value"]["replay_paused"] is True
     assert "paused" in result["message"]
-    assert result["status"] == "ok"
+    assert result["status"] == "warn"
+
+
+def test_standby_paused_with_large_lag_fails():
+    info = standby_info(replay_paused=True, receive_replay_lag_bytes=512 * 1024 * 1024, replay_lag_seconds=5.0)
+    assert by_check(checks(info, "db2", DEFAULT_THRESHOLDS))["replication_lag"]["status"] == "fail"
 
 
 def test_standby_not_streaming_fails():
