@@ -75,7 +75,7 @@ def major_of(version_num):
 
 def major_label(major):
     """Printable major version (15 -> "15", 906 -> "9.6")."""
-    return str(major) if major >= 10 else "%d.%d" % (major // 100, major % 100)
+    return str(major) if major < 100 else "%d.%d" % (major // 100, major % 100)
 
 
 def parse_version(text):

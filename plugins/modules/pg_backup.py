@@ -368,6 +368,11 @@ def _read_stderr(handle):
     return errors, lines
 
 
+def _unique(lines):
+    seen = set()
+    return [line for line in lines if not (line in seen or seen.add(line))]
+
+
 def _mask(text, secret):
     return text.replace(secret, "********") if secret else text
 
@@ -576,6 +581,7 @@ class PgBackup(object):
         return any(proc.poll() not in (None, 0) for _name, proc, _err in self.procs)
 
     def wait_dump(self):
+        """Wait for every process of the pipeline; fail on any non-zero exit or error line on stderr."""
         problems = []
         warnings = []
         for name, proc, err in self.procs:
@@ -584,14 +590,17 @@ class PgBackup(object):
             if name == "pg_dump":
                 warnings.extend(line for line in lines if "warning:" in line)
             if code != 0 or errors:
-                detail = (errors or lines[-3:] or ["no message"])
+                detail = _unique(errors or lines[-3:])[:3]
                 why = "exit code %s" % code if code >= 0 else "killed by %s" % signal.Signals(-code).name
-                problems.append("%s failed (%s): %s" % (name, why, "; ".join(detail[:3])))
+                text = "%s failed (%s)" % (name, why) + (": " + "; ".join(detail) if detail else "")
+                # pg_dump dying of SIGPIPE is the consequence of the compressor failing: name the cause first.
+                consequence = name == "pg_dump" and code == -signal.SIGPIPE
+                problems.append((1 if consequence else 0, text))
         self.procs = []
         if problems:
-            raise BackupError("Failed to dump database '%s': %s" % (self.database, _mask(" | ".join(problems),
-                                                                                       self.password)))
-        for line in warnings[:5]:
+            message = " | ".join(text for _rank, text in sorted(problems, key=lambda item: item[0]))
+            raise BackupError("Failed to dump database '%s': %s" % (self.database, _mask(message, self.password)))
+        for line in _unique(warnings)[:5]:
             self.notes.append(_mask(line, self.password))
 
     def count_rows(self, tables):
