@@ -122,25 +122,25 @@ class Dump(object):
     """Where the dump of a backup is and how it has to be read.
 
     ``path`` is the dump file or directory, ``kind`` ``file`` or ``directory``, ``external``
-    the compression applied outside pg_dump (``zstd``/``gzip``) or None when pg_restore reads
-    the dump as it is, ``members`` the directory members compressed outside pg_dump.
+    the compression applied outside pg_dump to a custom-format file (``zstd``, or ``gzip`` for a
+    ``.dump.gz``) or None when pg_restore reads the dump as it is.
     """
 
-    def __init__(self, path, relpath, kind, external=None, members=None):
+    def __init__(self, path, relpath, kind, external=None):
         self.path = path
         self.relpath = relpath
         self.kind = kind
         self.external = external
-        self.members = members or []
 
     def __repr__(self):
         return "<Dump %s %s external=%s>" % (self.kind, self.relpath, self.external)
 
 
 def _external_of(name):
+    """Compression applied outside pg_dump to a custom-format file, from its name."""
     if name.endswith(".zst"):
         return "zstd"
-    if name.endswith(".gz") and not name.endswith(".dat.gz"):
+    if name.endswith(".gz"):
         return "gzip"
     return None
 
@@ -150,14 +150,13 @@ def locate_dump(root, manifest):
     paths = [entry["path"] for entry in manifest["files"]]
     expected = dump_name(manifest["database"], manifest["format"], manifest["compression"])
     if manifest["format"] == "directory":
+        # pg_restore reads a directory archive as it is, whatever pg_dump compressed its members with.
         candidates = [expected] if (expected + "/toc.dat") in paths else sorted(
             set(p.split("/", 1)[0] for p in paths if p.endswith("/toc.dat") and p.count("/") == 1)
         )
         if len(candidates) != 1:
             raise RestoreError("the manifest lists no directory-format dump (expected %s/toc.dat)" % expected)
-        relpath = candidates[0]
-        members = [p for p in paths if p.startswith(relpath + "/") and p.endswith(".zst")]
-        return Dump(os.path.join(root, relpath), relpath, "directory", "zstd" if members else None, members)
+        return Dump(os.path.join(root, candidates[0]), candidates[0], "directory")
     if expected in paths:
         relpath = expected
     else:
@@ -318,23 +317,8 @@ class Workspace(object):
         """A path pg_restore can seek in: the dump itself, or a decompressed copy in the workspace."""
         if not dump.external:
             return dump.path
-        if dump.kind == "file":
-            target = os.path.join(self.path, re.sub(r"\.(zst|gz)$", "", os.path.basename(dump.path)))
-            self._decompress_to(dump.external, dump.path, target)
-            return target
-        # A directory dump whose members were compressed outside pg_dump: rebuild it plain.
-        target = os.path.join(self.path, os.path.basename(dump.path))
-        for current, _dirs, files in os.walk(dump.path):
-            rel = os.path.relpath(current, dump.path)
-            out_dir = os.path.normpath(os.path.join(target, rel))
-            os.makedirs(out_dir, mode=0o700, exist_ok=True)
-            for name in files:
-                source = os.path.join(current, name)
-                if name.endswith(".zst"):
-                    self._decompress_to("zstd", source, os.path.join(out_dir, name[:-4]))
-                else:
-                    shutil.copyfile(source, os.path.join(out_dir, name))
-                    os.chmod(os.path.join(out_dir, name), 0o600)
+        target = os.path.join(self.path, re.sub(r"\.(zst|gz)$", "", os.path.basename(dump.path)))
+        self._decompress_to(dump.external, dump.path, target)
         return target
 
 
@@ -357,14 +341,14 @@ def _run_with_input(argv, env, dump, workspace, seekable, capture_stdout=False, 
     """
     decompressor = None
     stdin = subprocess.DEVNULL
-    if dump.external and (seekable or dump.kind == "directory"):
+    if dump.external and seekable:
         argv = argv + [workspace.seekable(dump)]
     elif not dump.external:
         argv = argv + [dump.path]
 
     lines = []
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as dec_err:
-        if dump.external and not (seekable or dump.kind == "directory"):
+        if dump.external and not seekable:
             decompressor = _spawn(decompress_argv(dump.external, dump.path), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=dec_err, env=env)
             stdin = decompressor.stdout

@@ -605,11 +605,14 @@ class Verification(object):
             if created:
                 self.cleanup(conn, version_num, name)
 
-    def _scratch_conn(self, name, autocommit=True):
+    def _scratch_conn(self, check, name, autocommit=True):
+        """A session on the scratch database, or None after recording a failed ``check``."""
         try:
             return open_connection(dict(self.params, login_db=name), autocommit=autocommit)
         except PostgresError as exc:
-            self.abort("cannot connect to scratch database '%s': %s" % (name, exc.message))
+            message = "cannot connect to scratch database '%s': %s" % (name, exc.message)
+            self.fail(check, message, [{"item": name, "problem": "no_connection", "message": message}])
+            return None
 
     def inspect_restored(self, name):
         good = self.row_counts(name)
@@ -620,7 +623,9 @@ class Verification(object):
         return good
 
     def row_counts(self, name):
-        conn = self._scratch_conn(name, autocommit=False)
+        conn = self._scratch_conn("row_counts", name, autocommit=False)
+        if conn is None:
+            return False
         problems, total = [], 0
         try:
             execute(conn, "SET TRANSACTION READ ONLY")
@@ -652,7 +657,9 @@ class Verification(object):
         return True
 
     def sanity(self, name):
-        conn = self._scratch_conn(name, autocommit=False)
+        conn = self._scratch_conn("sanity", name, autocommit=False)
+        if conn is None:
+            return False
         good = True
         try:
             for query in self.params["sanity_queries"]:
@@ -681,7 +688,9 @@ class Verification(object):
         return good
 
     def amcheck(self, name):
-        conn = self._scratch_conn(name)
+        conn = self._scratch_conn("amcheck", name)
+        if conn is None:
+            return False
         try:
             try:
                 row = query_one(conn, SQL_AMCHECK_SCHEMA)

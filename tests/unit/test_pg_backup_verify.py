@@ -427,6 +427,22 @@ def test_failed_restore_fails_and_drops_scratch(backup, tools):
     assert statuses(result)["restore"] == "fail" and statuses(result)["cleanup"] == "ok"
 
 
+def test_scratch_that_refuses_connections_is_a_failed_check_and_still_dropped(backup, tools):
+    server = FakeServer()
+    real_open = server.open_connection
+
+    def open_connection(params, autocommit=True):
+        if params.get("login_db") != "postgres":
+            raise mod.PostgresError("Failed to connect to PostgreSQL at 127.0.0.1:5432: too many clients")
+        return real_open(params, autocommit)
+
+    server.open_connection = open_connection
+    result = run(dict(CONN, path=backup, level="restore"), server)
+    assert result.failed and "cannot connect to scratch database" in result["msg"]
+    assert statuses(result)["row_counts"] == "fail" and statuses(result)["cleanup"] == "ok"
+    assert server.names()[-1] == "drop_database"
+
+
 # ------------------------------------------------------------------ _restore helpers
 
 
