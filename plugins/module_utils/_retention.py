@@ -62,7 +62,7 @@ def select(backups, keep_daily=7, keep_weekly=4, keep_monthly=12, keep_yearly=3,
     }
     min_keep = _count("min_keep", min_keep)
     ordered = sorted(backups, key=lambda item: (item["time"], item["backup_id"]), reverse=True)
-    reasons = [[] for _ in ordered]
+    reasons = [[] for _item in ordered]
     if ordered:
         reasons[0].append("newest")
     for kind in KINDS:
