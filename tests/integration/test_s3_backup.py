@@ -301,3 +301,24 @@ def test_stopped_endpoint_is_a_clear_error(s3_server, s3_bucket, env, tmp_path):
     assert res.failed
     assert "cannot connect to the S3 endpoint %s: connection refused" % s3_server.endpoint_url in res["msg"], res
     assert json.dumps(dict(res)).count(s3_server.secret_key) == 0
+
+
+def test_fetch_replaces_a_damaged_local_copy_and_a_stale_partial(s3_server, s3_bucket, env, tmp_path):
+    path, manifest = make_backup(tmp_path / "local", "app", BACKUP_ID, {"app.dump": os.urandom(5000)})
+    assert not run_module("s3_backup", upload_args(path, s3_bucket), env=env).failed
+    dest = tmp_path / "restore"
+    first = run_module("s3_backup", fetch_args(s3_bucket, dest, latest=True), env=env)
+    assert not first.failed, first
+    with open(os.path.join(first["path"], "app.dump"), "r+b") as handle:
+        handle.truncate(10)
+    stale = _manifest.partial_path(str(dest), "app", BACKUP_ID)
+    os.makedirs(stale)
+    with open(os.path.join(stale, "junk"), "wb") as handle:
+        handle.write(b"from an interrupted fetch")
+
+    again = run_module("s3_backup", fetch_args(s3_bucket, dest, latest=True), env=env)
+    assert not again.failed, again
+    assert again["changed"] is True
+    assert any("Replaced the local copy" in str(w) for w in again.get("warnings", [])), again.get("warnings")
+    assert _manifest.verify_files(again["path"], manifest) == []
+    assert sorted(os.listdir(os.path.join(str(dest), "app"))) == [BACKUP_ID]
