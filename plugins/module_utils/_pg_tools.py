@@ -213,6 +213,15 @@ def kill_process(proc, grace=5.0):
         send(signal.SIGKILL)  # leftover workers of a parallel pg_dump
 
 
+def start(argv, **kwargs):
+    """``subprocess.Popen`` for a child that leads its own session and is stopped when this process dies.
+
+    For pipelines (pg_dump | zstd) and for children that must be stoppable as a group; modules
+    call this instead of Popen. Safe because modules are single-threaded when they fork.
+    """
+    return subprocess.Popen(argv, preexec_fn=die_with_parent, **kwargs)  # noqa: PLW1509  # pylint: disable=subprocess-popen-preexec-fn
+
+
 def die_with_parent():
     """``preexec_fn``: new session, and SIGTERM to the child when the module process dies (Linux)."""
     os.setsid()

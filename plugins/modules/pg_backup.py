@@ -43,7 +43,7 @@ attributes:
       - Connects, checks the server version against pg_dump, checks that O(backup_dir) exists or can be
         created, is writable and has at least as much free space as the database occupies on the
         server (C(pg_database_size)), and predicts RV(backup_id) and RV(path).
-      - Writes nothing; reports RV(changed=true) with a note saying it would dump.
+      - Writes nothing; reports C(changed=true) with a note saying it would dump.
   diff_mode:
     support: none
     description: A dump is an action, not a state; there is nothing to diff.
@@ -273,6 +273,7 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest as manifest_utils  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import human_bytes  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _pg_tools as pg_tools  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (  # noqa: E402
     PostgresError,
@@ -347,11 +348,6 @@ def validate_params(module):
                                  % (p["compression"], low, high, level))
 
 
-def _popen(argv, **kwargs):
-    """Start a child in its own session that is stopped when this (single-threaded) module process dies."""
-    return subprocess.Popen(argv, preexec_fn=pg_tools.die_with_parent, **kwargs)  # noqa: PLW1509  # pylint: disable=subprocess-popen-preexec-fn
-
-
 def _strerror(exc):
     return getattr(exc, "strerror", None) or str(exc)
 
@@ -390,15 +386,6 @@ def _existing_ancestor(path):
 def _free_bytes(path):
     info = os.statvfs(path)
     return info.f_bavail * info.f_frsize
-
-
-def _human(num):
-    value = float(num)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return "%.0f %s" % (value, unit) if unit == "B" else "%.1f %s" % (value, unit)
-        value /= 1024.0
-    return "%d B" % num  # pragma: no cover
 
 
 def _ensure_dir(path):
@@ -504,11 +491,12 @@ class PgBackup(object):
             raise BackupError(
                 "Failed to check backup_dir %s: %s free on its file system, less than the %s database '%s' "
                 "occupies on the server (pg_database_size)"
-                % (backup_dir, _human(free), _human(db_size), self.database))
+                % (backup_dir, human_bytes(free), human_bytes(db_size), self.database))
         self.notes.append(
             "check mode: would dump database '%s' (%s on the server) with pg_dump %s (%s, %s) into %s"
-            % (self.database, _human(db_size), self.tools["version"], self.p["format"], self.p["compression"], path))
-        self.notes.append("%s free in %s" % (_human(free), existing))
+            % (self.database, human_bytes(db_size), self.tools["version"], self.p["format"],
+               self.p["compression"], path))
+        self.notes.append("%s free in %s" % (human_bytes(free), existing))
         return self.result(backup_id, path)
 
     def result(self, backup_id, path, **values):
@@ -525,8 +513,7 @@ class PgBackup(object):
             database=self.database,
             format=self.p["format"],
             compression=self.p["compression"],
-            notes=self.notes,
-        )
+            notes=self.notes)
         out.update(values)
         return out
 
@@ -554,23 +541,20 @@ class PgBackup(object):
         env = self.client_env()
         external_zstd = self.p["compression"] == "zstd" and self.p["format"] == "custom"
         if not external_zstd:
-            proc = _popen(self.dump_argv(snapshot, dump_path), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=stderr_dump,
-                                    )
+            proc = pg_tools.start(self.dump_argv(snapshot, dump_path), env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=stderr_dump)
             self.procs.append(("pg_dump", proc, stderr_dump))
             return
         fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            dump = _popen(self.dump_argv(snapshot, None), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=stderr_dump,
-                                    )
+            dump = pg_tools.start(self.dump_argv(snapshot, None), env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=stderr_dump)
             self.procs.append(("pg_dump", dump, stderr_dump))
             zstd_argv = [self.tools["zstd"], "-T0", "-q", "-c"]
             if self.p["compression_level"]:
                 zstd_argv.append("-%d" % self.p["compression_level"])
-            zstd = _popen(zstd_argv, env=self.client_env(database=False, password=False), stdin=dump.stdout,
-                                    stdout=fd, stderr=stderr_zstd,
-                                    )
+            zstd = pg_tools.start(zstd_argv, env=self.client_env(database=False, password=False), stdin=dump.stdout,
+                                  stdout=fd, stderr=stderr_zstd)
             self.procs.append(("zstd", zstd, stderr_zstd))
             dump.stdout.close()  # zstd holds the read end now; pg_dump gets SIGPIPE if zstd dies
         finally:
@@ -623,9 +607,8 @@ class PgBackup(object):
                     "--file=%s" % path]
             if self.p["session_role"]:
                 argv.append("--role=%s" % self.p["session_role"])
-            proc = _popen(argv, env=self.client_env(database=False), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err,
-                                    )
+            proc = pg_tools.start(argv, env=self.client_env(database=False), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=err)
             self.procs.append(("pg_dumpall", proc, err))
             code = proc.wait()
             self.procs = []
@@ -639,18 +622,15 @@ class PgBackup(object):
         with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as zerr:
             feeder = None
             if dump_path.endswith(".zst"):
-                feeder = _popen([self.tools["zstd"], "-dcq", dump_path], env=env, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=zerr,
-                                          )
+                feeder = pg_tools.start([self.tools["zstd"], "-dcq", dump_path], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=zerr)
                 self.procs.append(("zstd", feeder, zerr))
-                lister = _popen([self.tool("pg_restore"), "--list"], env=env, stdin=feeder.stdout,
-                                          stdout=subprocess.PIPE, stderr=err,
-                                          )
+                lister = pg_tools.start([self.tool("pg_restore"), "--list"], env=env, stdin=feeder.stdout,
+                                        stdout=subprocess.PIPE, stderr=err)
                 feeder.stdout.close()
             else:
-                lister = _popen([self.tool("pg_restore"), "--list", dump_path], env=env,
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                          )
+                lister = pg_tools.start([self.tool("pg_restore"), "--list", dump_path], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
             self.procs.append(("pg_restore", lister, err))
             count = 0
             try:
@@ -852,8 +832,7 @@ def main():
         globals=dict(type="bool", default=False),
         min_size=dict(type="int", default=1024),
         host_label=dict(type="str"),
-        pg_bin_dir=dict(type="path"),
-    )
+        pg_bin_dir=dict(type="path"))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     # RV(path) is the backup directory and RV(size) the backup's bytes: keep AnsibleModule from
     # replacing them with stat() facts of that directory (it does so for any result with a "path").
@@ -864,6 +843,7 @@ def main():
     backup = PgBackup(module)
     old_handlers = {}
     old_umask = os.umask(0o077)
+    failure = None
     try:
         for signum in (signal.SIGTERM, signal.SIGINT):
             old_handlers[signum] = signal.signal(signum, _raise_interrupted)
@@ -872,27 +852,27 @@ def main():
             backup.find_tools()
             result = backup.check() if module.check_mode else backup.run()
         except BackupError as exc:
-            problem = backup.cleanup()
-            module.fail_json(msg=str(exc) + ("; " + problem if problem else ""), database=backup.database)
-        except Interrupted as exc:
-            problem = backup.cleanup()
-            module.fail_json(msg="Failed to dump database '%s': interrupted by %s; pg_dump was stopped and the "
-                                 "partial backup removed%s" % (backup.database, exc, "; " + problem if problem else ""),
-                             database=backup.database)
-        except KeyboardInterrupt:
-            problem = backup.cleanup()
-            module.fail_json(msg="Failed to dump database '%s': interrupted; partial backup removed%s"
-                                 % (backup.database, "; " + problem if problem else ""), database=backup.database)
+            failure = str(exc)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            failure = ("Failed to dump database '%s': interrupted by %s; pg_dump was stopped and the partial "
+                       "backup removed" % (backup.database, str(exc) or "SIGINT"))
         except OSError as exc:
-            problem = backup.cleanup()
-            module.fail_json(msg="Failed to dump database '%s': %s%s"
-                                 % (backup.database, _strerror(exc), "; " + problem if problem else ""),
-                             database=backup.database)
-        backup.cleanup()
+            failure = "Failed to dump database '%s': %s" % (backup.database, _strerror(exc))
+        except Exception as exc:  # a bug must still clean up and must not print a traceback with paths
+            failure = "Failed to dump database '%s': unexpected %s: %s" % (
+                backup.database, exc.__class__.__name__, _mask(str(exc), backup.password))
+        # From here on a second signal must not interrupt the cleanup.
+        for signum in old_handlers:
+            signal.signal(signum, signal.SIG_IGN)
+        problem = backup.cleanup()
+        if failure and problem:
+            failure += "; " + problem
     finally:
         os.umask(old_umask)
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
+    if failure:
+        module.fail_json(msg=failure, database=backup.database)
     module.exit_json(**result)
 
 

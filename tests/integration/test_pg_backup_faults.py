@@ -94,10 +94,11 @@ def test_pg_dump_killed_mid_run(bulk, tmp_path, fmt, extra):
     assert_rerun_recovers(bulk, backups, format=fmt, **extra)
 
 
-def _find_pg_dump(database, timeout=30):
-    """pid of a running pg_dump whose environment says PGDATABASE=<database>."""
+def _find_pg_dump(cluster, database, timeout=30):
+    """pid of a running pg_dump whose environment names this cluster's port and ``database``
+    (other test workers dump databases of the same name from their own clusters)."""
     deadline = time.monotonic() + timeout
-    wanted = ("PGDATABASE=%s" % database).encode()
+    wanted = {("PGDATABASE=%s" % database).encode(), ("PGPORT=%s" % cluster.port).encode()}
     while time.monotonic() < deadline:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
@@ -106,7 +107,7 @@ def _find_pg_dump(database, timeout=30):
                 if not argv[0].endswith(b"pg_dump") or not any(a.startswith(b"--snapshot=") for a in argv):
                     continue
                 with open("/proc/%s/environ" % pid, "rb") as handle:
-                    if wanted in handle.read().split(b"\0"):
+                    if wanted <= set(handle.read().split(b"\0")):
                         return int(pid)
             except OSError:
                 continue
@@ -119,7 +120,7 @@ def test_pg_dump_killed_in_zstd_pipeline(bulk, tmp_path):
     killed = {}
 
     def killer():
-        pid = _find_pg_dump(BULK)
+        pid = _find_pg_dump(bulk, BULK)
         if pid:
             time.sleep(0.05)
             try:
