@@ -128,7 +128,8 @@ notes:
   - "Tables listed in the manifest are the ordinary tables and partitions outside the system schemas that
     are not part of an extension (temporary tables excluded), exactly the tables whose data pg_dump writes
     as C(TABLE DATA) entries; partitioned parents, views, materialized views and foreign tables have no
-    row count."
+    row count. On a standby unlogged tables are left out as well, because a standby has no data for them
+    and pg_dump dumps them empty there (the notes name them)."
   - "The WAL position is read right after the snapshot was taken: every transaction in the dump committed
     before it. On a standby it is the last replayed position (C(pg_last_wal_replay_lsn()))."
   - For O(format=directory) the returned RV(sha256) is the SHA-256 of the lines C(<path> <sha256>)
@@ -293,7 +294,7 @@ STDERR_KEEP = 64 * 1024
 LEVELS = {"gzip": (1, 9), "zstd": (1, 19)}
 
 TABLES_QUERY = """
-SELECT n.nspname AS schema, c.relname AS name
+SELECT n.nspname AS schema, c.relname AS name, c.relpersistence = 'u' AS unlogged
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
@@ -712,6 +713,15 @@ class PgBackup(object):
             self.in_recovery = bool(row["in_recovery"])
             snapshot = query_one(self.conn, "SELECT pg_catalog.pg_export_snapshot() AS id")["id"]
             tables = query_all(self.conn, TABLES_QUERY)
+            if self.in_recovery:
+                # A standby has no data for unlogged tables; pg_dump dumps them without data there.
+                unlogged = [t for t in tables if t["unlogged"]]
+                tables = [t for t in tables if not t["unlogged"]]
+                if unlogged:
+                    self.notes.append(
+                        "dumped from a standby: %d unlogged table(s) have no data there and are dumped empty "
+                        "(not in the manifest's tables): %s" % (len(unlogged), ", ".join(
+                            "%s.%s" % (t["schema"], t["name"]) for t in unlogged[:10])))
         except PostgresError as exc:
             raise BackupError("Failed to take a snapshot of database '%s': %s"
                               % (self.database, exc)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest as m
@@ -222,3 +223,26 @@ def test_sha256_in_manifest_matches_independent_hash(shop, tmp_path):
     for entry in manifest["files"]:
         with open(os.path.join(res["path"], entry["path"]), "rb") as handle:
             assert hashlib.sha256(handle.read()).hexdigest() == entry["sha256"]
+
+
+def test_backup_from_a_standby(shop, pg_replica_factory, tmp_path):
+    replica = pg_replica_factory(shop, slot=False)
+    target = shop.scalar("SELECT pg_current_wal_lsn()::text")
+    deadline = time.monotonic() + 30
+    while not replica.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)):
+        assert time.monotonic() < deadline, "the replica did not catch up"
+        time.sleep(0.1)
+    res = backup(replica, DB, tmp_path, label="standby", compression="zstd", host_label="db2")
+    assert not res.failed, res
+    assert any("dumped from a standby" in note for note in res["notes"])
+    manifest = m.load_manifest(res["path"])
+    assert manifest["host"] == "db2"
+    counted = {(t["schema"], t["name"]): t["rows"] for t in manifest["tables"]}
+    on_primary = exact_counts(shop, DB, SHOP_TABLES)
+    assert counted == {key: rows for key, rows in on_primary.items() if key != ("public", "cache")}
+    assert any("unlogged" in note and "public.cache" in note for note in res["notes"])
+    assert m.verify_files(res["path"], manifest) == []
+    assert replica.scalar("SELECT %s::pg_lsn <= pg_last_wal_replay_lsn()", (manifest["wal_lsn_at_start"],))
+    restore_into(shop, res["path"], "restored_from_standby")
+    restored = exact_counts(shop, "restored_from_standby", SHOP_TABLES)
+    assert restored == {**counted, ("public", "cache"): 0}
