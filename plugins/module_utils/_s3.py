@@ -184,14 +184,20 @@ def transfer_config(part_size_mb=64, max_concurrency=4):
     boto3 raises the part size by itself when a file would need more than 10,000 parts.
     """
     chunk = int(part_size_mb) * MiB
-    return TransferConfig(
+    settings = dict(
         multipart_threshold=chunk,
         multipart_chunksize=chunk,
         max_concurrency=int(max_concurrency),
         use_threads=True,
         io_chunksize=256 * 1024,
-        preferred_transfer_client="classic",
     )
+    # boto3 >= 1.32 may pick the CRT client on its own; the classic one is what the
+    # bounded-memory numbers were measured with. Older boto3 (Debian bookworm ships 1.26)
+    # knows only the classic client and rejects the option.
+    try:
+        return TransferConfig(preferred_transfer_client="classic", **settings)
+    except TypeError:
+        return TransferConfig(**settings)
 
 
 def check_part_size(part_size_mb):

@@ -114,6 +114,15 @@ options:
       - Name of the database host recorded in the manifest. Roles pass C(inventory_hostname).
       - Defaults to the host name of the machine the module runs on.
     type: str
+  reuse_hours:
+    description:
+      - When greater than 0 and a complete backup of this database with the same O(label) finished less
+        than this many hours ago and its files still match its manifest, return that backup instead of
+        dumping again (RV(changed) is false, RV(notes) says so).
+      - A re-run of a cadence after a later step failed then carries on with the backup it already took,
+        instead of taking and copying off site a second one.
+    type: float
+    default: 0
   pg_bin_dir:
     description:
       - Directory holding C(pg_dump), C(pg_restore) and (with O(globals)) C(pg_dumpall).
@@ -318,6 +327,17 @@ class Interrupted(BaseException):
     """SIGTERM/SIGINT arrived while dumping (BaseException: no library may swallow it)."""
 
 
+def _digest_of(dump_entries, fmt):
+    """RV(sha256): the dump file's, or for a directory dump the digest of its file list."""
+    return manifest_utils.tree_digest(dump_entries) if fmt == "directory" else dump_entries[0]["sha256"]
+
+
+def _dump_digest(manifest):
+    rel = manifest_utils.dump_name(manifest["database"], manifest["format"], manifest["compression"])
+    entries = [e for e in manifest["files"] if e["path"] == rel or e["path"].startswith(rel + "/")]
+    return _digest_of(entries, manifest["format"]) if entries else None
+
+
 def _raise_interrupted(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
@@ -499,6 +519,39 @@ class PgBackup(object):
                self.p["compression"], path))
         self.notes.append("%s free in %s" % (human_bytes(free), existing))
         return self.result(backup_id, path)
+
+    def reuse(self):
+        """The newest complete backup with this label when it is younger than reuse_hours, else None.
+
+        A re-run of a cadence after a later step failed then carries on with the backup it
+        already took instead of dumping again (and copying a second backup off site).
+        """
+        hours = self.p["reuse_hours"]
+        if not hours or hours <= 0:
+            return None
+        now = manifest_utils.utcnow()
+        for found in manifest_utils.list_backups(self.p["backup_dir"], self.database):
+            if found["label"] != self.p["label"]:
+                continue
+            finished = manifest_utils.parse_backup_time(found["finished_at"])
+            age_hours = (now - finished).total_seconds() / 3600.0
+            if age_hours >= hours:
+                return None
+            problems = manifest_utils.verify_files(found["path"], found["manifest"])
+            if problems:
+                self.notes.append("newest backup %s is damaged (%s), taking a new one"
+                                  % (found["backup_id"], ", ".join(sorted({m["problem"] for m in problems}))))
+                return None
+            manifest = found["manifest"]
+            self.notes.append("reused %s: a complete backup with label %s finished %.1f h ago (reuse_hours %s); "
+                              "its files match the manifest" % (found["backup_id"], self.p["label"], age_hours, hours))
+            out = self.result(found["backup_id"], found["path"], size=manifest["total_size"],
+                              duration_seconds=manifest["duration_seconds"], tables=len(manifest["tables"]),
+                              toc_entries=manifest["toc_entries"], sha256=_dump_digest(manifest),
+                              format=manifest["format"], compression=manifest["compression"])
+            out["changed"] = False
+            return out
+        return None
 
     def result(self, backup_id, path, **values):
         out = dict(
@@ -756,10 +809,7 @@ class PgBackup(object):
         if dump_size < p["min_size"]:
             raise BackupError("Failed to dump database '%s': the dump is %d bytes, smaller than min_size %d"
                               % (self.database, dump_size, p["min_size"]))
-        if p["format"] == "directory":
-            main_sha = manifest_utils.tree_digest(dump_entries)
-        else:
-            main_sha = dump_entries[0]["sha256"]
+        main_sha = _digest_of(dump_entries, p["format"])
         total = sum(e["size"] for e in entries)
 
         finished = manifest_utils.utcnow()
@@ -842,7 +892,8 @@ def main():
         globals=dict(type="bool", default=False),
         min_size=dict(type="int", default=1024),
         host_label=dict(type="str"),
-        pg_bin_dir=dict(type="path"))
+        pg_bin_dir=dict(type="path"),
+        reuse_hours=dict(type="float", default=0))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     # RV(path) is the backup directory and RV(size) the backup's bytes: keep AnsibleModule from
     # replacing them with stat() facts of that directory (it does so for any result with a "path").
@@ -858,9 +909,11 @@ def main():
         for signum in (signal.SIGTERM, signal.SIGINT):
             old_handlers[signum] = signal.signal(signum, _raise_interrupted)
         try:
-            backup.connect()
-            backup.find_tools()
-            result = backup.check() if module.check_mode else backup.run()
+            result = backup.reuse()
+            if result is None:
+                backup.connect()
+                backup.find_tools()
+                result = backup.check() if module.check_mode else backup.run()
         except BackupError as exc:
             failure = str(exc)
         except (Interrupted, KeyboardInterrupt) as exc:

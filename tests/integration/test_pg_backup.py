@@ -246,3 +246,33 @@ def test_backup_from_a_standby(shop, pg_replica_factory, tmp_path):
     restore_into(shop, res["path"], "restored_from_standby")
     restored = exact_counts(shop, "restored_from_standby", SHOP_TABLES)
     assert restored == {**counted, ("public", "cache"): 0}
+
+
+def test_reuse_hours_returns_the_recent_backup(pg_cluster, tmp_path):
+    """A second run within reuse_hours takes no new dump; a damaged or older backup is not reused."""
+    from tests.integration.module_runner import run_module
+
+    pg_cluster.execute("CREATE DATABASE reuse_db")
+    pg_cluster.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g", dbname="reuse_db")
+    args = pg_cluster.module_args(database="reuse_db", backup_dir=str(tmp_path), label="daily", reuse_hours=2)
+    first = run_module("pg_backup", args)
+    assert first["changed"] and not first.failed, first
+    second = run_module("pg_backup", args)
+    assert not second.failed, second
+    assert second["changed"] is False
+    assert second["backup_id"] == first["backup_id"]
+    assert second["sha256"] == first["sha256"] and second["size"] == first["size"]
+    assert any("reused" in note for note in second["notes"])
+
+    dump = [p for p in os.listdir(first["path"]) if p.endswith(".dump")][0]
+    with open(os.path.join(first["path"], dump), "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    third = run_module("pg_backup", args)
+    assert third["changed"] and third["backup_id"] != first["backup_id"], third
+    assert any("damaged" in note for note in third["notes"])
+
+    other_label = run_module("pg_backup", dict(args, label="weekly"))
+    assert other_label["changed"] and other_label["backup_id"].startswith("weekly-")
