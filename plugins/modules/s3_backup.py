@@ -37,7 +37,7 @@ attributes:
   diff_mode:
     support: none
     details:
-      - The result lists the keys copied (RV(keys)) and those already in place (RV(skipped)).
+      - The result lists the keys copied (RV(keys)) and those already in place (RV(present)).
   platform:
     platforms: posix
 options:
@@ -237,7 +237,7 @@ keys:
   sample:
     - postgres/production/app/daily-20261123T021500Z/app.dump
     - postgres/production/app/daily-20261123T021500Z/manifest.json
-skipped:
+present:
   description: Keys already in place with the expected size and SHA-256 (O(state=present)), or all keys when a
     matching local copy already exists (O(state=fetched)).
   returned: always
@@ -411,14 +411,14 @@ def run_present(module, s3):
         skipped.append(manifest_key)
         if not module.check_mode:
             _verify_uploaded(s3, params, files + [manifest_obj], params["encryption"], set())
-        result.update(changed=False, keys=[], skipped=skipped, bytes=0,
+        result.update(changed=False, keys=[], present=skipped, bytes=0,
                       verified=None if module.check_mode else params["verify"])
         return result
 
     keys = [item["key"] for item in to_upload] + [manifest_key]
     nbytes = sum(item["size"] for item in to_upload) + len(raw)
     if module.check_mode:
-        result.update(changed=True, keys=keys, skipped=skipped, bytes=nbytes, verified=None)
+        result.update(changed=True, keys=keys, present=skipped, bytes=nbytes, verified=None)
         return result
 
     # A remote manifest must never describe a copy that is being repaired: take it away first.
@@ -457,7 +457,7 @@ def run_present(module, s3):
         info = _s3.head(s3, bucket, manifest_key) or {}
     except Exception:  # noqa: BLE001 - verified just above; this only reads what to report
         info = {}
-    result.update(changed=True, keys=keys, skipped=skipped, bytes=nbytes, verified=params["verify"],
+    result.update(changed=True, keys=keys, present=skipped, bytes=nbytes, verified=params["verify"],
                   encryption=info.get("encryption"))
     return result
 
@@ -552,10 +552,10 @@ def run_fetched(module, s3):
                   database=database, path=final)
     exists = os.path.lexists(final)
     if exists and _local_copy_matches(final, manifest):
-        result.update(changed=False, keys=[], skipped=keys, bytes=0, verified=None)
+        result.update(changed=False, keys=[], present=keys, bytes=0, verified=None)
         return result
     if module.check_mode:
-        result.update(changed=True, keys=keys, skipped=[], bytes=nbytes, verified=None)
+        result.update(changed=True, keys=keys, present=[], bytes=nbytes, verified=None)
         return result
 
     db_dir = os.path.dirname(final)
@@ -605,7 +605,7 @@ def run_fetched(module, s3):
                           key=current) from None
         cause = _cause(exc, s3, bucket, None, params)
         raise Failure("Failed to store backup %s in %s: %s" % (backup_id, final, cause)) from None
-    result.update(changed=True, keys=keys, skipped=[], bytes=nbytes, verified="sha256")
+    result.update(changed=True, keys=keys, present=[], bytes=nbytes, verified="sha256")
     if exists:
         module.warn("Replaced the local copy %s, which did not match the remote manifest" % final)
     return result
@@ -643,7 +643,7 @@ def main():
     )
     params = module.params
     started = time.monotonic()
-    base = dict(changed=False, bucket=params["bucket"], prefix=params["prefix"], keys=[], skipped=[], bytes=0)
+    base = dict(changed=False, bucket=params["bucket"], prefix=params["prefix"], keys=[], present=[], bytes=0)
 
     problem = _s3.check_part_size(params["part_size_mb"])
     if params["max_concurrency"] < 1:

@@ -68,7 +68,7 @@ def test_upload_is_idempotent_and_fetch_round_trips(s3_server, s3_bucket, env, t
     assert not first.failed, first
     assert first["changed"] is True
     assert first["keys"] == keys and first["keys"][-1].endswith("manifest.json")
-    assert first["skipped"] == []
+    assert first["present"] == []
     assert first["bytes"] == manifest["total_size"] + os.path.getsize(os.path.join(path, "manifest.json"))
     assert first["backup_id"] == BACKUP_ID and first["database"] == "app" and first["verified"] == "metadata"
     assert first["encryption"] == "AES256"
@@ -88,7 +88,7 @@ def test_upload_is_idempotent_and_fetch_round_trips(s3_server, s3_bucket, env, t
 
     second = run_module("s3_backup", upload_args(path, s3_bucket, verify="full"), env=env)
     assert not second.failed, second
-    assert second["changed"] is False and second["keys"] == [] and second["skipped"] == keys
+    assert second["changed"] is False and second["keys"] == [] and second["present"] == keys
     assert second["verified"] == "full"
 
     dest = tmp_path / "restore"
@@ -111,7 +111,7 @@ def test_upload_is_idempotent_and_fetch_round_trips(s3_server, s3_bucket, env, t
 
     again = run_module("s3_backup", fetch_args(s3_bucket, dest, backup_id=BACKUP_ID), env=env)
     assert not again.failed, again
-    assert again["changed"] is False and again["skipped"] == keys
+    assert again["changed"] is False and again["present"] == keys
 
 
 def test_resumes_after_a_partial_copy(s3_server, s3_bucket, env, tmp_path):
@@ -122,7 +122,7 @@ def test_resumes_after_a_partial_copy(s3_server, s3_bucket, env, tmp_path):
                                       Metadata={"sha256": dump["sha256"]})
     res = run_module("s3_backup", upload_args(path, s3_bucket), env=env)
     assert not res.failed, res
-    assert res["skipped"] == [base() + dump["path"]]
+    assert res["present"] == [base() + dump["path"]]
     assert res["keys"] == [base() + "globals.sql", base() + "manifest.json"]
 
 
