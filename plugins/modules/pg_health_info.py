@@ -217,7 +217,8 @@ replication:
           sample: 0
         replay_lag_seconds:
           description:
-            - 0 when everything received has been replayed; otherwise seconds since the commit time of the
+            - 0 when everything received has been replayed, or when replay reaches what had been received
+              within two seconds (WAL in flight, not a lag); otherwise seconds since the commit time of the
               last replayed transaction. Null when no transaction has been replayed yet.
           type: float
           sample: 0.0
@@ -393,6 +394,7 @@ oldest_idle_in_transaction_seconds:
 """
 
 import datetime  # noqa: E402 - Ansible modules import after their documentation
+import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (  # noqa: E402
@@ -544,9 +546,37 @@ def _version_text(full):
     return (full or "").split(" ")[0]
 
 
+# How long a standby that is behind what it received gets to replay it before the lag counts.
+SETTLE_SECONDS = 2.0
+
+SQL_REPLAYED_UP_TO = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS replayed"
+
+
+def settle_standby(conn, standby, sleep=time.sleep, clock=time.monotonic):
+    """Tell WAL still in flight from a real replay lag.
+
+    pg_last_xact_replay_timestamp() moves only on commit records, so right after a burst of
+    non-commit WAL (a checkpoint, a backup's activity) a standby that is a few records behind
+    looks as far behind as the last commit is old. When replay is running and reaches the
+    position received at the first reading within SETTLE_SECONDS, the standby was catching
+    up: it is reported with the state of the second reading and no time lag.
+    """
+    received = standby.get("receive_lsn")
+    if not standby.get("receive_replay_lag_bytes") or standby.get("replay_paused") or not received:
+        return standby
+    deadline = clock() + SETTLE_SECONDS
+    while clock() < deadline:
+        sleep(0.25)
+        if query_one(conn, SQL_REPLAYED_UP_TO, (received,))["replayed"]:
+            settled = dict(query_one(conn, SQL_STANDBY) or {})
+            settled["replay_lag_seconds"] = 0.0
+            return settled
+    return standby
+
+
 def collect_replication(conn, in_recovery):
     if in_recovery:
-        standby = dict(query_one(conn, SQL_STANDBY) or {})
+        standby = settle_standby(conn, dict(query_one(conn, SQL_STANDBY) or {}))
         standby["last_replay_timestamp"] = _iso(standby.get("last_replay_timestamp"))
         replicas = query_all(conn, SQL_REPLICAS_STANDBY)
     else:

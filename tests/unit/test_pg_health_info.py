@@ -352,3 +352,51 @@ def test_every_documented_top_level_key_is_returned(monkeypatch):
     FakeServer(standby_answers()).install(monkeypatch)
     out = run_main(monkeypatch, BASE_ARGS)
     assert set(_doc("RETURN")) - set(out) == {"error"}
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def monotonic(self):
+        return self.now
+
+
+def _standby(**kw):
+    row = {"receive_lsn": "0/3000100", "replay_lsn": "0/3000000", "receive_replay_lag_bytes": 256,
+           "replay_lag_seconds": 3600.0, "last_replay_timestamp": None, "upstream_connected": True,
+           "replay_paused": False}
+    row.update(kw)
+    return row
+
+
+def test_settle_standby_in_flight_wal_is_no_time_lag(monkeypatch):
+    from ansible_collections.upkeep.runbooks.plugins.modules import pg_health_info as mod
+
+    caught_up = _standby(receive_replay_lag_bytes=0, replay_lsn="0/3000100")
+    answers = iter([{"replayed": False}, {"replayed": True}, caught_up])
+    monkeypatch.setattr(mod, "query_one", lambda conn, sql, params=None: next(answers))
+    clock = _Clock()
+    settled = mod.settle_standby(object(), _standby(), sleep=clock.sleep, clock=clock.monotonic)
+    assert settled["replay_lag_seconds"] == 0.0 and settled["receive_replay_lag_bytes"] == 0
+
+
+def test_settle_standby_keeps_a_real_lag(monkeypatch):
+    from ansible_collections.upkeep.runbooks.plugins.modules import pg_health_info as mod
+
+    monkeypatch.setattr(mod, "query_one", lambda conn, sql, params=None: {"replayed": False})
+    clock = _Clock()
+    first = _standby()
+    assert mod.settle_standby(object(), first, sleep=clock.sleep, clock=clock.monotonic) is first
+    assert clock.now >= mod.SETTLE_SECONDS
+
+
+def test_settle_standby_does_not_wait_for_a_paused_or_caught_up_standby(monkeypatch):
+    from ansible_collections.upkeep.runbooks.plugins.modules import pg_health_info as mod
+
+    monkeypatch.setattr(mod, "query_one", lambda *a, **k: pytest.fail("no query expected"))
+    for row in (_standby(replay_paused=True), _standby(receive_replay_lag_bytes=0)):
+        assert mod.settle_standby(object(), row, sleep=pytest.fail) is row
