@@ -323,8 +323,8 @@ def run_s3(module, s3):
     bucket = params["bucket"]
     groups = _s3.scan_backups(s3, bucket, params["prefix"], params["database"])
     skipped = []
-    items = [dict(b, location="s3") for b in _s3.list_remote_backups(s3, bucket, params["prefix"], params["database"],
-                                                                      skipped=skipped, groups=groups)]
+    remote = _s3.list_remote_backups(s3, bucket, params["prefix"], params["database"], skipped=skipped, groups=groups)
+    items = [dict(b, location="s3") for b in remote]
     kept, deleted = plan(items, params)
     now = time.time()
     cutoff = params["partial_max_age_hours"] * 3600.0
@@ -428,8 +428,8 @@ def main():
             except Exception as exc:  # noqa: BLE001 - every library error becomes one readable message
                 if not _s3.is_library_error(exc):
                     raise
-                raise Failure("Failed to apply retention to %s: %s" % (where, _describe(exc, s3, params["bucket"],
-                                                                                          None, params))) from None
+                cause = _describe(exc, s3, params["bucket"], None, params)
+                raise Failure("Failed to apply retention to %s: %s" % (where, cause)) from None
     except Failure as exc:
         module.fail_json(msg=exc.msg, changed=False)
     except _s3.S3Error as exc:

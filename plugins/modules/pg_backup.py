@@ -118,7 +118,7 @@ options:
     description:
       - When greater than 0 and a complete backup of this database with the same O(label) finished less
         than this many hours ago and its files still match its manifest, return that backup instead of
-        dumping again (RV(changed) is false, RV(notes) says so).
+        dumping again (the task reports no change and RV(notes) says so).
       - A re-run of a cadence after a later step failed then carries on with the backup it already took,
         instead of taking and copying off site a second one.
     type: float

@@ -409,8 +409,8 @@ class Verification(object):
         try:
             self.root, self.manifest = _restore.load_backup(self.params["path"])
         except _restore.RestoreError as exc:
-            self.fail("manifest", exc.message, [{"item": self.params["path"], "problem": "not_a_backup",
-                                                  "message": exc.message}])
+            problem = {"item": self.params["path"], "problem": "not_a_backup", "message": exc.message}
+            self.fail("manifest", exc.message, [problem])
             self.module.fail_json(msg="Failed to verify backup %s: %s" % (self.params["path"], exc.message),
                                   **self.result())
         self.ok("manifest", "manifest of %s is valid (format %s, %s compression, %d files, %d tables)" % (

@@ -315,9 +315,9 @@ class RestoreRun(object):
             self.fail("cannot read the server's version: %s" % exc.message)
         if _restore.major_of(version_num) < _restore.major_of(self.manifest["pg_dump_version"]):
             close_quietly(conn)
+            dumped_by = self.manifest["pg_dump_version"]
             self.fail("the server runs PostgreSQL %s, older than the pg_dump %s that made the backup; restore onto "
-                      "PostgreSQL %s or newer" % (version, self.manifest["pg_dump_version"],
-                                                   _restore.major_label(self.manifest["pg_dump_version"])))
+                      "PostgreSQL %s or newer" % (version, dumped_by, _restore.major_label(dumped_by)))
         if not may_create:
             close_quietly(conn)
             self.fail("login role '%s' may not create databases (needs CREATEDB)" % self.params["login_user"])
@@ -377,9 +377,9 @@ class RestoreRun(object):
             self.result["restore_seconds"] = round(seconds, 3)
         except _restore.RestoreError as exc:
             leftover = self._drop_quietly(conn, temp, version_num)
+            fate = ("not dropped: drop '%s' by hand (%s)" % (temp, leftover)) if leftover else "dropped"
             self.fail("%s; the temporary database was %s and database '%s' was left as it was"
-                      % (exc.message, ("not dropped: drop '%s' by hand (%s)" % (temp, leftover)) if leftover
-                                      else "dropped", self.target))
+                      % (exc.message, fate, self.target))
         self.swap(conn, version_num, info, temp, token)
         self.result["duration_seconds"] = round(time.monotonic() - started, 3)
 
