@@ -27,8 +27,13 @@ import json
 import os
 import re
 import stat
-import tempfile
 import time
+
+# fsync_dir is re-exported: the backup modules use it through this module.
+from ansible_collections.upkeep.runbooks.plugins.module_utils._files import (  # noqa: F401  pylint: disable=unused-import
+    fsync_dir,
+    write_atomic,
+)
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -231,15 +236,6 @@ def sha256_file(path, bufsize=1 << 20):
     return digest.hexdigest(), size
 
 
-def fsync_dir(path):
-    """fsync a directory so a rename or create inside it survives a crash."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_file(path):
     """fsync one existing file."""
     fd = os.open(path, os.O_RDONLY)
@@ -251,23 +247,8 @@ def fsync_file(path):
 
 def write_json_atomic(path, data, mode=0o600):
     """Write ``data`` as JSON to ``path``: temp file in the same directory, fsync, rename, fsync dir."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_atomic(path, text, mode=mode)
 
 
 def _is_safe_relpath(rel):

@@ -26,8 +26,8 @@ import json
 import math
 import os
 import re
-import tempfile
 
+from ansible_collections.upkeep.runbooks.plugins.module_utils._files import fsync_dir, write_atomic
 from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import (
     STATUSES,
     human_bytes,
@@ -614,36 +614,12 @@ def render_html(report):
 # --------------------------------------------------------------------------- writing
 
 def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path, strict=False)
 
 
 def atomic_write(path, text, mode=FILE_MODE):
     """Write text to path via a temp file in the same directory: fsync, chmod, rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
+    write_atomic(path, text, mode=mode, strict_dir_sync=False)
 
 
 def _ensure_dir(path):

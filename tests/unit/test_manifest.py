@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 
+from ansible_collections.upkeep.runbooks.plugins.module_utils import _files
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest as m
 
 UTC = datetime.timezone.utc
@@ -155,11 +156,11 @@ def test_sha256_empty_file(tmp_path):
 
 def test_write_json_atomic(tmp_path):
     target = tmp_path / "manifest.json"
-    with mock.patch.object(m, "fsync_dir", wraps=m.fsync_dir) as fsync_dir:
+    with mock.patch.object(_files, "fsync_dir", wraps=_files.fsync_dir) as fsync_dir:
         m.write_json_atomic(str(target), {"b": 1, "a": "é"})
     assert json.loads(target.read_text("utf-8")) == {"a": "é", "b": 1}
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    fsync_dir.assert_called_once_with(str(tmp_path))
+    fsync_dir.assert_called_once_with(str(tmp_path), strict=True)
     assert os.listdir(tmp_path) == ["manifest.json"]
 
 
@@ -174,7 +175,7 @@ def test_write_json_atomic_keeps_old_file_on_failure(tmp_path):
 
 def test_write_json_atomic_rename_failure_cleans_up(tmp_path):
     target = tmp_path / "manifest.json"
-    with mock.patch.object(m.os, "rename", side_effect=OSError(28, "No space left on device")):
+    with mock.patch.object(_files.os, "replace", side_effect=OSError(28, "No space left on device")):
         with pytest.raises(OSError):
             m.write_json_atomic(str(target), {"a": 1})
     assert os.listdir(tmp_path) == []
