@@ -82,6 +82,11 @@ def _fmt(value, unit):
     return "%s%s" % (value, (" " + unit) if unit and unit != "%" else unit)
 
 
+def plain_number(value):
+    """24.0 -> '24', 0.5 -> '0.5': a limit as an operator wrote it."""
+    return ("%d" % value) if float(value).is_integer() else ("%s" % value)
+
+
 def human_bytes(num):
     """1536 -> '1.5 KiB'; exact below 1 KiB."""
     num = float(num)

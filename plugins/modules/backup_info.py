@@ -267,7 +267,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3  # noqa: E402
-from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import human_bytes  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import human_bytes, plain_number  # noqa: E402
 
 
 def _hours(seconds):
@@ -347,7 +347,7 @@ def freshness(backups, max_age_hours, locations, database=None):
     base.update(newest_age_hours=age, database=stalest, backup_id=newest["backup_id"])
     if age > max_age_hours:
         base.update(status="fail", message="newest backup of %s (%s) is %.1f hours old, older than the %s hour limit"
-                    % (stalest, newest["backup_id"], age, _num(max_age_hours)))
+                    % (stalest, newest["backup_id"], age, plain_number(max_age_hours)))
         return base
     if len(locations) > 1:
         for db, items in sorted(grouped.items()):
@@ -361,7 +361,7 @@ def freshness(backups, max_age_hours, locations, database=None):
                             % (db, head["backup_id"], head["age_hours"], " or ".join(missing)))
                 return base
     base.update(status="ok", message="newest backup of %s (%s) is %.1f hours old, within the %s hour limit"
-                % (stalest, newest["backup_id"], age, _num(max_age_hours)))
+                % (stalest, newest["backup_id"], age, plain_number(max_age_hours)))
     return base
 
 
@@ -394,13 +394,9 @@ def size_change(backups, threshold):
         status = "warn" if abs(percent) > threshold else "ok"
         message = "newest backup of %s (%s) is %.1f%% %s than the previous one (%s), limit %s%%" % (
             db, human_bytes(newest), abs(percent), "larger" if percent >= 0 else "smaller", human_bytes(previous),
-            _num(threshold))
+            plain_number(threshold))
     base.update(status=status, previous=previous, newest=newest, percent=percent, database=db, message=message)
     return base
-
-
-def _num(value):
-    return ("%d" % value) if float(value).is_integer() else ("%s" % value)
 
 
 def main():

@@ -205,6 +205,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _retention  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import plain_number  # noqa: E402
 
 DELETING_PREFIX = ".deleting-"
 
@@ -279,7 +280,7 @@ def run_local(module):
             partials.append({"location": "local", "path": partial["path"],
                              "age_hours": round(partial["age_seconds"] / 3600.0, 2),
                              "reason": "abandoned partial backup older than %s hours"
-                             % _num(params["partial_max_age_hours"])})
+                             % plain_number(params["partial_max_age_hours"])})
     for db_dir in _database_dirs(root, params["database"]):
         for name in sorted(os.listdir(db_dir)):
             path = os.path.join(db_dir, name)
@@ -337,7 +338,7 @@ def run_s3(module, s3):
             partials.append({"location": "s3", "prefix": group["prefix"], "age_hours": round(age / 3600.0, 2),
                              "objects": len(group["objects"]),
                              "reason": "prefix without manifest, unchanged for over %s hours"
-                             % _num(params["partial_max_age_hours"]),
+                             % plain_number(params["partial_max_age_hours"]),
                              "_keys": [obj["key"] for obj in group["objects"]]})
     root = _s3.join_key(params["prefix"], _manifest.safe_name(params["database"]) if params["database"] else "")
     root = root + "/" if root else ""
@@ -347,7 +348,7 @@ def run_s3(module, s3):
         if age is not None and age >= cutoff:
             partials.append({"location": "s3", "key": upload["key"], "age_hours": round(age / 3600.0, 2),
                              "reason": "incomplete multipart upload older than %s hours"
-                             % _num(params["partial_max_age_hours"]),
+                             % plain_number(params["partial_max_age_hours"]),
                              "_upload_id": upload["upload_id"]})
     if not module.check_mode:
         for item in deleted:
@@ -386,10 +387,6 @@ def _s3_delete(s3, bucket, keys, what):
 
 def _describe(exc, s3, bucket, key, params):
     return _s3.describe_error(exc, _s3.endpoint_of(s3), bucket, key, secrets=_s3.secrets_of(params))
-
-
-def _num(value):
-    return ("%d" % value) if float(value).is_integer() else ("%s" % value)
 
 
 def main():
