@@ -58,11 +58,13 @@ class VaultError(Exception):
     timeout, server_error, rate_limited, other.
     """
 
-    def __init__(self, message, status=None, reason="other"):
+    def __init__(self, message, status=None, reason="other", cause=None):
         super(VaultError, self).__init__(message)
         self.message = message
         self.status = status
         self.reason = reason
+        # the readable cause alone (without "Failed to <action> at <url>: "), for callers that word their own message
+        self.cause = cause or message
 
 
 class VaultCASError(VaultError):
@@ -234,12 +236,12 @@ def error_for(action, url, exc):
     cause, status, reason = describe_error(exc)
     message = "Failed to %s at %s: %s" % (action, url, cause)
     if reason == "cas_mismatch":
-        return VaultCASError(message, status, reason)
+        return VaultCASError(message, status, reason, cause=cause)
     if reason in ("sealed", "uninitialized"):
-        return VaultSealedError(message, status, reason)
+        return VaultSealedError(message, status, reason, cause=cause)
     if reason in ("unreachable", "tls", "timeout"):
-        return VaultUnreachableError(message, status, reason)
-    return VaultError(message, status, reason)
+        return VaultUnreachableError(message, status, reason, cause=cause)
+    return VaultError(message, status, reason, cause=cause)
 
 
 # --------------------------------------------------------------------------------------
