@@ -38,7 +38,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reads Vault and the existing file, validates every value, and reports in RV(changed) and
+      - Reads Vault and the existing file, validates every value, and reports in C(changed) and
         RV(changed_names) what would change. Nothing is written.
   diff_mode:
     support: partial

@@ -121,7 +121,7 @@ options:
 notes:
   - The token needs C(read) and C(create)/C(update) on C(<mount>/data/<path>) and C(<mount>/metadata/<path>).
   - Of two concurrent rotations of one secret, only one wins; the other fails with a check-and-set message and
-    writes nothing. Run it again: it starts from the new version (and is usually not due any more).
+    writes nothing. Running it again starts from the new version (and is usually not due any more).
   - Vault keeps a limited number of versions (C(max_versions)); a rollback can only go back to a version that is
     still there.
 seealso:
@@ -266,7 +266,7 @@ def now_utc():
 def generate(generator, length):
     """A new random value: ``length`` characters of the generator's alphabet."""
     alphabet = GENERATORS[generator][0]
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    return "".join(secrets.choice(alphabet) for _position in range(length))
 
 
 def retired_key(field):
@@ -546,8 +546,8 @@ def run_rolled_back(module, vault, options):
         raise _fail_vault("roll back %s" % field, vault, path, exc, steps) from None
     if target is None or target.data is None:
         state = "does not exist" if target is None else ("is destroyed" if target.destroyed else "is deleted")
-        raise Failure("Failed to roll back %s in %s at %s: version %d %s" % (field, where, vault.where(),
-                                                                            target_version, state), steps=steps)
+        raise Failure("Failed to roll back %s in %s at %s: version %d %s"
+                      % (field, where, vault.where(), target_version, state), steps=steps)
     restored = target.data.get(field)
     if not isinstance(restored, str) or not restored:
         raise Failure("Failed to roll back %s in %s: version %d has no %s" % (field, where, target_version, field),
