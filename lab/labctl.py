@@ -11,8 +11,13 @@ The host map is the lab inventory (inventories/lab): each host names its contain
 come from `lab_s3_endpoint` and `lab_vault_addr`. Every address is on 127.0.0.0/8 and the
 containers share the host network, so each service binds only its own address.
 
+Vault gets an AppRole `upkeep` for the runbooks: its role_id and secret_id are generated
+once into lab/.state/vault-role-id and lab/.state/vault-secret-id (0600), and the lab
+inventory reads them from there (upkeep_vault_connection).
+
 Running `up` twice is harmless: running containers and endpoints are kept and the
-provisioning playbook is idempotent.
+provisioning playbook is idempotent. A container running an older lab image is replaced
+by one on the new image (its volumes go with it; provisioning builds it again).
 """
 
 import argparse
@@ -25,13 +30,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 STATE = os.path.join(HERE, ".state")
 INVENTORY = os.path.join(TOP, "inventories", "lab")
 LABEL = "upkeep.lab=lab"
+APPROLE = "upkeep"
 VOLUMES = ("/var/lib/postgresql", "/var/log")
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -93,8 +102,66 @@ def endpoint_command(name, host, port):
         path = shutil.which(binary)
         if path:
             return [path, "server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=%s:%d" % (host, port)]
+    role_id, secret_id = approle_ids()
     return [sys.executable, os.path.join(HERE, "vault_emulator.py"), "--listen", "%s:%d" % (host, port),
-            "--state", os.path.join(STATE, "vault-data.json")]
+            "--state", os.path.join(STATE, "vault-data.json"),
+            "--approle", "%s:%s:%s" % (APPROLE, role_id, secret_id)]
+
+
+def approle_ids():
+    """(role_id, secret_id) of the lab's AppRole, generated once into lab/.state (0600)."""
+    ids = []
+    for name in ("vault-role-id", "vault-secret-id"):
+        path = os.path.join(STATE, name)
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(uuid.uuid4()))
+        with open(path) as handle:
+            ids.append(handle.read().strip())
+    return ids[0], ids[1]
+
+
+def vault_api(url, method, path, token=None, body=None):
+    """Status of one Vault API call on the lab's loopback endpoint; HTTPError for 4xx/5xx."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["X-Vault-Token"] = token
+    request = urllib.request.Request(  # noqa: S310 - http on the lab's loopback endpoint only
+        url.rstrip("/") + "/v1/" + path, method=method, headers=headers,
+        data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - same
+        return response.status
+
+
+def approle_login_works(url):
+    role_id, secret_id = approle_ids()
+    try:
+        return vault_api(url, "POST", "auth/approle/login", body={"role_id": role_id, "secret_id": secret_id}) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def configure_dev_vault_approle(url):
+    """A real `vault`/`bao -dev` server: enable AppRole and define the lab's role with the lab's IDs.
+
+    The emulator gets the same role from its --approle option. Dev mode has KV v2 at secret/.
+    """
+    role_id, secret_id = approle_ids()
+    policy = 'path "secret/*" { capabilities = ["create", "read", "update", "patch", "list"] }\n'
+    try:
+        vault_api(url, "POST", "sys/auth/approle", "root", {"type": "approle"})
+    except urllib.error.HTTPError as exc:
+        if exc.code != 400:  # 400: already enabled
+            raise
+    vault_api(url, "PUT", "sys/policies/acl/upkeep-rotation", "root", {"policy": policy})
+    vault_api(url, "POST", "auth/approle/role/" + APPROLE, "root", {"token_policies": "upkeep-rotation"})
+    vault_api(url, "POST", "auth/approle/role/%s/role-id" % APPROLE, "root", {"role_id": role_id})
+    try:
+        vault_api(url, "POST", "auth/approle/role/%s/custom-secret-id" % APPROLE, "root", {"secret_id": secret_id})
+    except urllib.error.HTTPError as exc:
+        if exc.code != 400:  # 400: this secret_id exists already
+            raise
 
 
 def pid_alive(pidfile):
@@ -111,8 +178,11 @@ def start_endpoint(name, url):
     host, port = loopback(url)
     pidfile = os.path.join(STATE, name + ".pid")
     if pid_alive(pidfile) and listening(host, port):
-        log("%s endpoint already up at %s" % (name, url))
-        return
+        if name != "vault" or approle_login_works(url):
+            log("%s endpoint already up at %s" % (name, url))
+            return
+        log("vault endpoint at %s has no lab AppRole yet: restarting it" % url)
+        stop_endpoint(name)
     if listening(host, port):
         die("%s:%d is taken by a process the lab did not start" % (host, port))
     logfile = open(os.path.join(STATE, name + ".log"), "ab")
@@ -125,6 +195,8 @@ def start_endpoint(name, url):
         if proc.poll() is not None or time.monotonic() > deadline:
             die("%s endpoint did not start at %s; see %s" % (name, url, logfile.name))
         time.sleep(0.2)
+    if name == "vault" and endpoint_command(name, host, port)[0] != sys.executable:
+        configure_dev_vault_approle(url)
     log("%s endpoint up at %s" % (name, url))
 
 
@@ -150,12 +222,19 @@ def container_state(name):
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def container_image(name):
+    proc = run(["podman", "container", "inspect", "--format", "{{.ImageName}}", name], check=False, capture=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def start_container(host, hv, image):
     name = hv["lab_container"]
     state = container_state(name)
-    if state == "running":
+    if state == "running" and container_image(name) == image:
         log("%s already running (%s)" % (host, name))
         return
+    if state == "running":
+        log("%s runs %s, not %s: replacing it" % (host, container_image(name), image))
     if state is not None:
         run(["podman", "rm", "-f", "-v", name], capture=True)
     loopback("%s:0" % hv["lab_address"])

@@ -359,6 +359,47 @@ def test_env_file_errors_name_keys_and_lines_never_values(tmp_path):
     assert "cannot read" in proc.stderr and "absent" in proc.stderr, proc.stderr
 
 
+def test_settings_and_secrets_come_from_two_env_files(tmp_path):
+    """The lab's layout: provisioned settings in one file, secrets rendered from Vault in another."""
+    secret_keys = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "DB_USER", "DB_PASSWORD", "JWT_SIGNING_KEY",
+                   "JWT_SIGNING_KEY_FALLBACKS")
+    values = {
+        "SECRET_KEY": SECRET_KEY_2,
+        "SECRET_KEY_FALLBACKS": SECRET_KEY_1 + ",older-key-value",
+        "DB_HOST": "127.0.0.1",
+        "DB_NAME": "sampleapp",
+        "DB_USER": "sampleapp_blue",
+        "DB_PASSWORD": "pw-from-vault",
+        "JWT_SIGNING_KEY": "jwt-current-value",
+        "JWT_SIGNING_KEY_FALLBACKS": "jwt-previous-value",
+        "REDIS_URL": "redis://127.0.0.1:6390/0",
+        "ALLOWED_HOSTS": "localhost",
+    }
+    settings_file = write_env_file(tmp_path / "env", {k: v for k, v in values.items() if k not in secret_keys})
+    secrets_file = write_env_file(tmp_path / "secrets.env", {k: values[k] for k in secret_keys})
+    both = f"{settings_file}:{secrets_file}"
+    code = ("import json; from django.conf import settings as s; print(json.dumps([s.SECRET_KEY, "
+            "s.SECRET_KEY_FALLBACKS, s.DATABASES['default']['USER'], s.DATABASES['default']['PASSWORD'], "
+            "s.JWT_SIGNING_KEY, s.JWT_SIGNING_KEY_FALLBACKS]))")
+    proc = manage(app_env(settings_file, SAMPLEAPP_ENV_FILE=both), "shell", "--no-imports", "-c", code, timeout=120)
+    assert json.loads(proc.stdout) == [SECRET_KEY_2, [SECRET_KEY_1, "older-key-value"], "sampleapp_blue",
+                                       "pw-from-vault", "jwt-current-value", ["jwt-previous-value"]]
+
+    # A key in both files is refused, naming the key and both files but no value.
+    write_env_file(settings_file, {**{k: v for k, v in values.items() if k not in secret_keys},
+                                   "DB_PASSWORD": "stale-password-value"})
+    proc = manage(app_env(settings_file, SAMPLEAPP_ENV_FILE=both), "check", check=False, timeout=120)
+    assert proc.returncode != 0
+    assert f"DB_PASSWORD is set in both {settings_file} and {secrets_file}" in proc.stderr, proc.stderr
+    assert_no_secrets(proc.stdout + proc.stderr, "stale-password-value", "pw-from-vault")
+
+    # Every file named must exist: a secrets file not rendered yet stops the app.
+    proc = manage(app_env(settings_file, SAMPLEAPP_ENV_FILE=f"{settings_file}:{tmp_path / 'missing.env'}"),
+                  "check", check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "cannot read" in proc.stderr and "missing.env" in proc.stderr, proc.stderr
+
+
 # ---- seed_demo ----------------------------------------------------------------------------------------------
 
 

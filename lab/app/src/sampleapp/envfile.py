@@ -1,6 +1,12 @@
-"""Configuration for the sample application: an env file plus the process environment.
+"""Configuration for the sample application: env files plus the process environment.
 
-The env file holds simple ``KEY=VALUE`` lines. It is read without any shell
+SAMPLEAPP_ENV_FILE names one env file or several separated by ``:`` (the lab uses
+``/etc/sampleapp/env:/etc/sampleapp/secrets.env``: provisioned settings, then the
+secrets rendered from Vault). A key may be set in one of them only: a key found in
+two files is an error, so a stale value left in one file can never silently win or
+lose against a rotated one.
+
+Each env file holds simple ``KEY=VALUE`` lines. It is read without any shell
 semantics: no quoting, no variable expansion, no ``export`` keyword. Blank lines
 and lines whose first non-blank character is ``#`` are ignored. The key is the
 text before the first ``=`` (surrounding blanks removed); the value is everything
@@ -21,6 +27,7 @@ import stat
 
 DEFAULT_ENV_FILE = "/etc/sampleapp/env"
 ENV_FILE_VARIABLE = "SAMPLEAPP_ENV_FILE"
+ENV_FILE_SEPARATOR = ":"
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -85,6 +92,17 @@ def parse_env_file(path):
     return parse_env_text(text, source=path)
 
 
+def load_env_files(paths):
+    """Parse several env files into one dict; a key set in two of them is an error."""
+    values, origin = {}, {}
+    for path in paths:
+        for key, value in parse_env_file(path).items():
+            if key in origin:
+                raise ConfigError(f"{key} is set in both {origin[key]} and {path}; set it in one file only")
+            values[key], origin[key] = value, path
+    return values
+
+
 class Config:
     """Settings lookup: the process environment first, then the env file."""
 
@@ -95,21 +113,27 @@ class Config:
 
     @classmethod
     def load(cls, environ=None):
-        """Load the env file named by SAMPLEAPP_ENV_FILE (default /etc/sampleapp/env).
+        """Load the env files named by SAMPLEAPP_ENV_FILE (default /etc/sampleapp/env).
 
-        An explicitly named file must exist. The default file is optional: without
-        it every setting comes from the process environment.
+        SAMPLEAPP_ENV_FILE lists one or more paths separated by ``:``; every file named
+        explicitly must exist, and no key may appear in two of them. The default file is
+        optional: without it every setting comes from the process environment.
         """
         environ = os.environ if environ is None else environ
         explicit = environ.get(ENV_FILE_VARIABLE)
-        path = explicit or DEFAULT_ENV_FILE
-        if not explicit and not os.path.exists(path):
+        if explicit:
+            paths = [path for path in explicit.split(ENV_FILE_SEPARATOR) if path.strip()]
+            if not paths:
+                raise _improperly_configured(f"Failed to load settings: {ENV_FILE_VARIABLE} names no file")
+        elif os.path.exists(DEFAULT_ENV_FILE):
+            paths = [DEFAULT_ENV_FILE]
+        else:
             return cls({}, environ)
         try:
-            values = parse_env_file(path)
+            values = load_env_files(paths)
         except ConfigError as exc:
             raise _improperly_configured(f"Failed to load settings: {exc}") from None
-        return cls(values, environ, source=f"the process environment or {path}")
+        return cls(values, environ, source="the process environment or " + ", ".join(paths))
 
     def get(self, key, default=None):
         if key in self.environ:

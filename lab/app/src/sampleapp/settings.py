@@ -1,8 +1,9 @@
 """Django settings of the sample application.
 
 Every deployment-specific value comes from the environment, loaded by
-``sampleapp.envfile`` from the file named by SAMPLEAPP_ENV_FILE (default
-/etc/sampleapp/env); the process environment overrides the file. Nothing in
+``sampleapp.envfile`` from the file(s) named by SAMPLEAPP_ENV_FILE (default
+/etc/sampleapp/env; the lab names /etc/sampleapp/env:/etc/sampleapp/secrets.env,
+the second rendered from Vault); the process environment overrides the files. Nothing in
 this module logs or prints a value.
 """
 
@@ -19,6 +20,10 @@ SECRET_KEY, DB_HOST, DB_NAME, DB_USER, DB_PASSWORD, REDIS_URL = CONFIG.require(
 )
 # Previous keys, still accepted for signatures and session auth hashes after a rotation.
 SECRET_KEY_FALLBACKS = CONFIG.get_list("SECRET_KEY_FALLBACKS")
+# HS256 key for API tokens, and the previous keys tokens signed with them still verify
+# against (rotated like SECRET_KEY). Optional: the app issues no tokens without it.
+JWT_SIGNING_KEY = CONFIG.get("JWT_SIGNING_KEY") or None
+JWT_SIGNING_KEY_FALLBACKS = CONFIG.get_list("JWT_SIGNING_KEY_FALLBACKS")
 ALLOWED_HOSTS = CONFIG.get_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
     CONFIG.require("ALLOWED_HOSTS")
