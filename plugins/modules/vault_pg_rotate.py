@@ -497,6 +497,8 @@ class Postgres(object):
                     if exc.sqlstate != "42501":  # anything but "permission denied" is a real problem
                         raise
                     quiet = False
+            # Durable before Vault records the step, whatever synchronous_commit the server defaults to.
+            _postgres.execute(conn, "SET LOCAL synchronous_commit = on")
             _postgres.execute(conn, statement)
         self.quiet = quiet
 
@@ -708,11 +710,26 @@ class Rotation(object):
             self.fail("%s: the secret does not exist; seed it with the login's current username and password "
                       "first (it is what a failed rotation rolls back to)" % self.what())
         self.meta = meta
-        self.pointer = _vault.current_version(meta)
+        self.pointer = self.current_pointer(meta)
         self.current = self.read_credential(self.pointer, "current")
         self.result.update(previous_version=self.pointer, kv_version=self.pointer,
                            previous_username=self.current.data["username"],
                            active_username=self.current.data["username"])
+
+    @staticmethod
+    def current_pointer(meta):
+        """The version Vault calls current. Like _vault.current_version, but a secret never rotated before
+        (no pointer yet) whose latest version is the pending one of an interrupted run has the version
+        before it as current."""
+        pointed = meta.int_value(_vault.CURRENT_VERSION_KEY)
+        if pointed and meta.is_live(pointed):
+            return pointed
+        pending = meta.int_value(_vault.PENDING_VERSION_KEY)
+        if pending and pending == meta.current_version:
+            older = [version for version in meta.versions if version < pending and meta.is_live(version)]
+            if older:
+                return max(older)
+        return meta.current_version
 
     def read_credential(self, version, role):
         secret = self.vault_call("read", self.vault.kv_read, self.path, version)
@@ -809,6 +826,16 @@ class Rotation(object):
     def create(self, data):
         """CAS write of the pending version + the pending keys. Fails the task (nothing touched) on error."""
         latest = self.meta.current_version
+        if self.meta.int_value(_vault.CURRENT_VERSION_KEY) != self.pointer:
+            # Name the current version before a newer one exists, so readers of the pointer never take
+            # the pending version for the current one.
+            try:
+                self.vault.kv_update_custom_metadata(self.path, {_vault.CURRENT_VERSION_KEY: self.pointer},
+                                                     meta=self.meta)
+            except _vault.VaultError as exc:
+                self.step("create", "failed", without_failed_prefix(exc.message))
+                self.fail("%s: %s; nothing was changed" % (self.what(), without_failed_prefix(exc.message)),
+                          vault_reason=exc.reason)
         try:
             version = self.vault.kv_write(self.path, data, cas=latest)
         except _vault.VaultCASError:
