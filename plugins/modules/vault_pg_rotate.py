@@ -680,6 +680,7 @@ class Rotation(object):
             self.min_age = _vault.duration_seconds(params["min_age"])
         except ValueError as exc:
             self.fail("%s: min_age: %s" % (self.what(), exc))
+        self.test_endpoints = self.endpoints()
 
     def logins(self):
         if self.strategy == "single":
@@ -864,7 +865,7 @@ class Rotation(object):
 
     def run_steps(self, version, username, password, rotation=True):
         """set -> test -> finish for ``version`` (data already in Vault); rolls back on any failure."""
-        endpoints = self.endpoints()
+        endpoints = self.test_endpoints
         current = "set"
         try:
             self.result["changed"] = True
@@ -1001,7 +1002,7 @@ class Rotation(object):
             self.step("create", "skipped", "check mode: would write version %d as pending (%s)" % (predicted, reason))
             self.step("set", "skipped", "check mode: would change the password of %s" % username)
             self.step("test", "skipped", "check mode: would log in as %s at %s" % (
-                username, ", ".join("%s:%s/%s" % (e["host"], e["port"], e["dbname"]) for e in self.endpoints())))
+                username, ", ".join("%s:%s/%s" % (e["host"], e["port"], e["dbname"]) for e in self.test_endpoints)))
             self.step("finish", "skipped", "check mode: would make version %d current" % predicted)
             self.result.update(changed=True, rotated=True, kv_version=predicted, active_username=username)
             self.exit("check mode: would rotate the password of %s (%s)" % (username, reason))
