@@ -30,6 +30,9 @@ description:
     version Vault calls current, and the pending version stays recorded. The next run finds it and resumes
     it (set, test and finish with the pending password), or rolls it back when it cannot be finished, and
     reports RV(resumed=true). A run that resumed does not start a second rotation.
+  - A secret that was never rotated first gets C(upkeep_current_version) naming its current version, before the
+    pending one is written.
+  - With O(state=rolled_back), a pending rotation is not resumed but abandoned: the rollback writes on top of it.
   - The password is generated on the managed node with Python's C(secrets) module from letters and digits,
     so it is safe in env files and connection strings. PostgreSQL receives only a SCRAM-SHA-256 verifier
     computed on the managed node, never the cleartext, inside a transaction that turns statement logging off
@@ -314,6 +317,13 @@ steps:
       sample: sampleapp_green logged in at 127.0.0.1:5432/sampleapp and 127.0.0.12:5432/sampleapp
   sample:
     - {name: create, status: done, msg: "wrote version 8 of secret/sampleapp/database (check-and-set on 7) as pending"}
+vault_reason:
+  description:
+    - On a failure that came from Vault, its kind (forbidden, not_found, cas_mismatch, sealed, unreachable, tls,
+      timeout ...), for playbooks that react to it.
+  returned: on failures that came from Vault
+  type: str
+  sample: sealed
 msg:
   description: The outcome in a sentence.
   returned: always
@@ -370,11 +380,16 @@ SQL_SESSIONS = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 
 
 
 class StepFailed(Exception):
-    """A step failed; ``message`` is readable and holds no secret."""
+    """A step failed; ``message`` is readable and holds no secret.
 
-    def __init__(self, message):
+    ``unchanged`` is true when PostgreSQL reported the error for the statement itself, so the password
+    change was certainly not committed.
+    """
+
+    def __init__(self, message, unchanged=False):
         super(StepFailed, self).__init__(message)
         self.message = message
+        self.unchanged = unchanged
 
 
 # --------------------------------------------------------------------------------------
@@ -518,7 +533,8 @@ class Postgres(object):
                 retryable = sqlstate is None or sqlstate.startswith(("08", "57"))
                 if not retryable or time.monotonic() >= deadline:
                     raise StepFailed("cannot change the password of %s on PostgreSQL at %s: %s"
-                                     % (name, self.where(), without_failed_prefix(cause))) from None
+                                     % (name, self.where(), without_failed_prefix(cause)),
+                                     unchanged=not retryable) from None
                 time.sleep(0.5)
             except Exception as exc:  # psycopg errors that escaped _postgres (e.g. at COMMIT)
                 self.close()
@@ -887,7 +903,7 @@ class Rotation(object):
                 self.step(current, "failed", "%s; then %s" % (before["msg"], exc.message))
             else:
                 self.step(current, "failed", exc.message)
-            self.rollback(version, username, current, exc.message)
+            self.rollback(version, username, current, exc.message, pg_unchanged=exc.unchanged)
 
     def finish(self, version, rotation):
         try:
@@ -911,14 +927,16 @@ class Rotation(object):
         self.result["kv_version"] = version
         self.result["pending_version"] = None
 
-    def rollback(self, version, username, failed_step, cause):
+    def rollback(self, version, username, failed_step, cause, pg_unchanged=False):
         """After a failure at or after set: PostgreSQL back to the current version, then Vault. Always fails."""
         for name in STEPS:
             if self.status(name) == "done" and name in ("set", "test"):
                 self.step(name, "rolled_back", self.steps[STEPS.index(name)]["msg"] + "; rolled back")
         head = "%s: the %s step failed: %s" % (self.what(), failed_step, cause)
         restore = self.restore_credential(username)
-        if restore is None:
+        if pg_unchanged:
+            pg_note = "PostgreSQL refused the change, so %s keeps its password" % username
+        elif restore is None:
             pg_note = ("Vault holds no earlier password of %s, which keeps the abandoned one (it is not the current "
                        "login)" % username)
         else:
@@ -976,10 +994,10 @@ class Rotation(object):
         self.check_names(self.current, "current")
         self.preflight()
         pending = self.pending_version()
+        if self.params["state"] == "rolled_back":
+            return self.roll_back_to(self.params["rollback_version"], pending)
         if pending is not None:
             return self.resume(pending)
-        if self.params["state"] == "rolled_back":
-            return self.roll_back_to(self.params["rollback_version"])
         return self.rotate()
 
     def rotate(self):
@@ -1037,15 +1055,15 @@ class Rotation(object):
         self.exit("resumed the rotation interrupted after step %s: version %d of %s is current, %s has its password"
                   % (step, version, self.label, username))
 
-    def roll_back_to(self, target):
+    def roll_back_to(self, target, pending):
         if target > self.meta.current_version or target < 1:
             self.fail("%s: rollback_version %d does not exist (latest is %d)" % (
                 self.what(), target, self.meta.current_version))
         wanted = self.read_credential(target, "rollback")
         self.check_names(wanted, "rollback")
         username = wanted.data["username"]
-        if self.current.data.get("username") == username and self.current.data.get("password") == \
-                wanted.data["password"]:
+        if pending is None and self.current.data.get("username") == username and \
+                self.current.data.get("password") == wanted.data["password"]:
             for name in STEPS:
                 self.step(name, "skipped", "version %d already holds the credential of version %d" % (
                     self.pointer, target))
@@ -1064,8 +1082,9 @@ class Rotation(object):
         version = self.create(dict(wanted.data))
         self.run_steps(version, username, wanted.data["password"], rotation=False)
         self.result.update(rolled_back=True, active_username=username)
-        self.exit("rolled back to the credential of version %d: version %d of %s is current, %s has that password"
-                  % (target, version, self.label, username))
+        abandoned = "" if pending is None else " (pending version %d abandoned)" % pending
+        self.exit("rolled back to the credential of version %d%s: version %d of %s is current, %s has that password"
+                  % (target, abandoned, version, self.label, username))
 
 
 def main():

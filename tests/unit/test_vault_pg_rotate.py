@@ -161,6 +161,7 @@ class FakeServer:
         self.alters = []  # role names whose password was changed
         self.statements = []
         self.reject_logins = set()  # endpoints host:port where logins fail
+        self.alter_error = None  # (message, sqlstate) the ALTER ROLE fails with
 
     def add(self, name, password, can_login=True, superuser=False, group=None):
         self.roles[name] = {"verifier": mod.scram_verifier(password), "can_login": can_login, "superuser": superuser}
@@ -208,6 +209,8 @@ class FakeServer:
         if self.down:
             raise _postgres.PostgresError("the server closed the connection unexpectedly", "08006")
         if isinstance(query, pg_sql.Composed):
+            if self.alter_error:
+                raise _postgres.PostgresError(*self.alter_error)
             parts = query._obj
             assert parts[0]._obj == "ALTER ROLE " and parts[2]._obj == " PASSWORD "
             name, verifier = parts[1]._obj[0], parts[3]._obj
@@ -571,3 +574,26 @@ def test_test_endpoints_default_and_verify_from(vault, server, single):
     assert result.exit_code == 0, result
     assert calls == [("127.0.0.1", 5433, "app", 5), ("10.0.0.2", 5433, "app", 5), ("pooler", 6432, "pool", 5)]
     assert "127.0.0.1:5433/app and 10.0.0.2:5433/app and pooler:6432/pool" in result["steps"][2]["msg"]
+
+
+def test_set_refused_rolls_back_vault_only(vault, server, single):
+    server.alter_error = ("permission denied to alter role", "42501")
+    result = run(username="app")
+    assert result.failed and result["rolled_back"], result
+    assert "the set step failed: cannot change the password of app" in result["msg"]
+    assert "PostgreSQL refused the change, so app keeps its password" in result["msg"]
+    assert statuses(result) == ["rolled_back", "failed", "skipped", "skipped"]
+    assert server.accepts("app", OLD) and vault.current_data(PATH)["password"] == OLD
+    assert _vault.PENDING_VERSION_KEY not in vault.custom[PATH]
+
+
+def test_rolled_back_abandons_a_pending_rotation(vault, server, single):
+    vault.seed(PATH, {"username": "app", "password": "Pending-Passw0rd-unit"},
+               custom={_vault.CURRENT_VERSION_KEY: "1", _vault.PENDING_VERSION_KEY: "2",
+                       _vault.PENDING_STEP_KEY: "set"})
+    server.roles["app"]["verifier"] = mod.scram_verifier("Pending-Passw0rd-unit")
+    result = run(username="app", state="rolled_back", rollback_version=1)
+    assert result.exit_code == 0 and result["rolled_back"] and not result["resumed"], result
+    assert "pending version 2 abandoned" in result["msg"]
+    assert vault.pointer(PATH) == 3 and server.accepts("app", OLD)
+    assert _vault.PENDING_VERSION_KEY not in vault.custom[PATH]
