@@ -32,7 +32,7 @@ description:
     reports RV(resumed=true). A run that resumed does not start a second rotation.
   - A secret that was never rotated first gets C(upkeep_current_version) naming its current version, before the
     pending one is written.
-  - With O(state=rolled_back), a pending rotation is not resumed but abandoned: the rollback writes on top of it.
+  - With O(state=rolled_back), a pending rotation is not resumed but abandoned; the rollback writes on top of it.
   - The password is generated on the managed node with Python's C(secrets) module from letters and digits,
     so it is safe in env files and connection strings. PostgreSQL receives only a SCRAM-SHA-256 verifier
     computed on the managed node, never the cleartext, inside a transaction that turns statement logging off
@@ -59,14 +59,14 @@ options:
   path:
     description:
       - Path of the secret below O(mount_point), for example C(sampleapp/database).
-      - The secret must exist already and hold the login's current C(username) and C(password): that
+      - The secret must exist already and hold the login's current C(username) and C(password); that
         version is what a failed rotation rolls back to. Seed it once when the login is created.
     type: str
     required: true
   strategy:
     description:
       - V(single) changes the password of O(username) itself. Between the V(set) step and the restart of the
-        application with the new credential there is a short window: connections the application already
+        application with the new credential there is a short window. Connections the application already
         holds keep working (PostgreSQL checks the password only when a session starts), but new connections
         it opens with the old password are refused until it has been restarted with the new one. Restart the
         application right after the task (the C(credential_rotation) role does) or use V(alternating).
@@ -100,7 +100,7 @@ options:
     description:
       - Host name or address the V(test) step logs in at over TCP with the new credential.
       - Defaults to O(login_host) when that is a host name or address, else to C(127.0.0.1).
-      - A unix socket path is refused: the test has to go through password authentication.
+      - A unix socket path is refused, because the test has to go through password authentication.
     type: str
   test_port:
     description: Port for the V(test) step. Defaults to O(login_port).
@@ -138,8 +138,8 @@ options:
     description:
       - V(rotated) rotates the password when it is due (see O(min_age) and O(force)), or finishes a pending
         rotation.
-      - V(rolled_back) makes the credential of O(rollback_version) current again, through the same four steps:
-        its data is written as a new version, its password is set in PostgreSQL, tested, and the pointer moves
+      - V(rolled_back) makes the credential of O(rollback_version) current again, through the same four steps.
+        Its data is written as a new version, its password is set in PostgreSQL, tested, and the pointer moves
         to the new version. Nothing changes when the current version already holds that credential and no
         rotation is pending.
     type: str
@@ -185,7 +185,7 @@ notes:
   - Two runs at the same time cannot both win; the check-and-set write of the V(create) step lets one through and
     the other fails with I(another writer changed the secret) before it touched PostgreSQL.
   - A version written to the secret by someone else after the current one, and not yet made current, counts as
-    pending: the next run sets, tests and finishes it (or rolls it back).
+    pending, and the next run sets, tests and finishes it (or rolls it back).
   - Module defaults for the group C(group/upkeep.runbooks.vault) that set C(ca_cert) reach this module as the
     PostgreSQL CA; set O(vault_ca_cert) (or E(VAULT_CACERT)) for Vault.
   - No password (generated, current or previous) is ever returned, logged or put into a message.
@@ -398,7 +398,7 @@ class StepFailed(Exception):
 
 def generate_password(length):
     """A random password of letters and digits (safe in env files and conninfo strings)."""
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for dummy in range(length))
 
 
 def saslprep(text):
@@ -859,8 +859,8 @@ class Rotation(object):
             self.step("create", "failed", "check-and-set on version %d refused: another writer changed the secret"
                       % latest)
             self.fail("%s: another writer changed %s since it was read (check-and-set on version %d refused); "
-                      "PostgreSQL was not touched, run again to pick up the new state" % (self.what(), self.label,
-                                                                                           latest))
+                      "PostgreSQL was not touched, run again to pick up the new state"
+                      % (self.what(), self.label, latest))
         except _vault.VaultError as exc:
             self.step("create", "failed", without_failed_prefix(exc.message))
             self.fail("%s: %s; PostgreSQL was not touched" % (self.what(), without_failed_prefix(exc.message)),
