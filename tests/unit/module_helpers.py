@@ -50,6 +50,22 @@ def _module_args(args):
         yield
 
 
+@contextlib.contextmanager
+def _as_managed_node():
+    """Make module warnings land in the result, as on a managed node.
+
+    Once a test in the same process has imported controller code (filter plugins, Display),
+    ansible-core 2.19 sends module.warn() to the controller's display instead of the result.
+    """
+    try:
+        from ansible.module_utils import _internal  # noqa: PLC0415 - ansible-core >= 2.19 only
+    except ImportError:
+        yield
+        return
+    with mock.patch.object(_internal, "is_controller", False):
+        yield
+
+
 def run_module_main(module, args, check_mode=False, diff=False):
     """Call module.main() with args; return its result as a ModuleResult.
 
@@ -67,7 +83,7 @@ def run_module_main(module, args, check_mode=False, diff=False):
 
     stdout = io.StringIO()
     exit_code = None
-    with _module_args(args), contextlib.redirect_stdout(stdout):
+    with _module_args(args), _as_managed_node(), contextlib.redirect_stdout(stdout):
         try:
             module.main()
         except SystemExit as exc:
