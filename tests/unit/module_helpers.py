@@ -56,13 +56,17 @@ def _as_managed_node():
 
     Once a test in the same process has imported controller code (filter plugins, Display),
     ansible-core 2.19 sends module.warn() to the controller's display instead of the result.
+    Each run starts with no warnings left over from an earlier run in the same process.
     """
     try:
         from ansible.module_utils import _internal  # noqa: PLC0415 - ansible-core >= 2.19 only
+        from ansible.module_utils.common import warnings as module_warnings  # noqa: PLC0415
     except ImportError:
         yield
         return
-    with mock.patch.object(_internal, "is_controller", False):
+    with mock.patch.object(_internal, "is_controller", False), \
+            mock.patch.dict(module_warnings._global_warnings, clear=True), \
+            mock.patch.dict(module_warnings._global_deprecations, clear=True):
         yield
 
 
