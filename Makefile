@@ -50,9 +50,13 @@ lab-down:  ## Remove the lab containers, stop its endpoints, drop its state
 lab-status: venv  ## Show what of the lab is running
 	$(PY) lab/labctl.py status
 
+# The runbook `make demo` runs: daily by default; `make demo RUNBOOK=rotate` rotates the lab's
+# credentials through Vault, any of daily weekly monthly quarterly annually rotate restore works.
+RUNBOOK ?= daily
+
 .PHONY: demo
-demo: lab-up  ## Run the daily runbook against the lab and print its report
-	$(BIN)/ansible-playbook -i inventories/lab playbooks/daily.yml
+demo: lab-up  ## Run a runbook (RUNBOOK=daily) against the lab and print its report
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/$(RUNBOOK).yml
 
 .PHONY: lint
 lint: venv  ## ansible-lint (production profile) and ruff
