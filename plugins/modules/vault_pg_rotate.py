@@ -577,7 +577,7 @@ def login_test(params, endpoints, username, password, timeout):
                 time.sleep(0.5)
                 continue
             try:
-                row = _postgres.query_one(conn, "SELECT current_user::text AS name")
+                row = _postgres.query_one(conn, "SELECT session_user::text AS name")
             except _postgres.PostgresError as exc:
                 raise StepFailed("%s logged in at %s but could not run a query: %s"
                                  % (username, label, exc.message)) from None

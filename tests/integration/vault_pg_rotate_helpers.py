@@ -21,12 +21,18 @@ def unique(prefix="rot"):
 
 
 def create_login(cluster, name, password, member_of=None):
-    """CREATE ROLE name LOGIN PASSWORD ... (scram, as password_encryption says), optionally IN ROLE group."""
+    """CREATE ROLE name LOGIN PASSWORD ... (scram, as password_encryption says), optionally IN ROLE group.
+
+    A member acts as its group (ALTER ROLE ... SET role), as docs/rotation.md recommends for alternating
+    logins, so a session's current_user is the group while session_user is the login.
+    """
     statement = sql.SQL("CREATE ROLE {0} LOGIN PASSWORD {1}").format(sql.Identifier(name), sql.Literal(password))
     with cluster.connect() as conn:
         conn.execute(statement)
         if member_of:
             conn.execute(sql.SQL("GRANT {0} TO {1}").format(sql.Identifier(member_of), sql.Identifier(name)))
+            act_as_group = sql.SQL("ALTER ROLE {0} SET role = {1}")
+            conn.execute(act_as_group.format(sql.Identifier(name), sql.Identifier(member_of)))
 
 
 def create_group(cluster, name):

@@ -201,7 +201,7 @@ class FakeServer:
             return [{"name": g} for g, m in sorted(self.members.items()) if params[0] in m and params[1] in m]
         if query == mod.SQL_SESSIONS:
             return [{"n": 0}]
-        if "current_user" in query:
+        if "session_user" in query:
             return [{"name": conn.user}]
         raise AssertionError("unexpected query %r" % query)
 
