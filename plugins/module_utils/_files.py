@@ -36,8 +36,12 @@ def fsync_dir(path, strict=True):
         os.close(fd)
 
 
-def write_atomic(path, data, mode=0o600, strict_dir_sync=True):
-    """Write ``data`` (bytes, or text written as UTF-8) to ``path`` atomically with ``mode``."""
+def write_atomic(path, data, mode=0o600, strict_dir_sync=True, uid=-1, gid=-1):
+    """Write ``data`` (bytes, or text written as UTF-8) to ``path`` atomically with ``mode``.
+
+    ``uid``/``gid`` (-1: unchanged) are set on the temporary file before the rename, so the
+    file appears under ``path`` already with its final owner and mode.
+    """
     if not isinstance(data, bytes):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
@@ -45,6 +49,8 @@ def write_atomic(path, data, mode=0o600, strict_dir_sync=True):
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
+            if uid != -1 or gid != -1:
+                os.fchown(handle.fileno(), uid, gid)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

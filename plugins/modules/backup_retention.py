@@ -206,14 +206,9 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest  
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _retention  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import plain_number  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._failure import Failure  # noqa: E402
 
 DELETING_PREFIX = ".deleting-"
-
-
-class Failure(Exception):
-    def __init__(self, msg):
-        super(Failure, self).__init__(msg)
-        self.msg = msg
 
 
 def _time_of(item):

@@ -276,15 +276,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3  # noqa: E402
-
-
-class Failure(Exception):
-    """Ends the module with fail_json(msg, **extra)."""
-
-    def __init__(self, msg, **extra):
-        super(Failure, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
+from ansible_collections.upkeep.runbooks.plugins.module_utils._failure import Failure  # noqa: E402
 
 
 def _cause(exc, s3=None, bucket=None, key=None, params=None):

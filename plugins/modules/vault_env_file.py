@@ -166,18 +166,10 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _files  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _vault  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._failure import Failure  # noqa: E402
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CHANGED = "<changed>"
-
-
-class Failure(Exception):
-    """Ends the module with fail_json(msg, **extra)."""
-
-    def __init__(self, msg, **extra):
-        super(Failure, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
 
 
 def _breaks_line(text):
@@ -397,7 +389,7 @@ def run(module, vault_factory):
 
     try:
         if content_changed:
-            _files.write_atomic(dest, content, mode=mode)
+            _files.write_atomic(dest, content, mode=mode, uid=want_uid, gid=want_gid)
         if (os.stat(dest).st_uid, os.stat(dest).st_gid) != (want_uid, want_gid):
             os.chown(dest, want_uid, want_gid)
         if stat.S_IMODE(os.stat(dest).st_mode) != mode:

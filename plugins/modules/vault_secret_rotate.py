@@ -234,6 +234,7 @@ import secrets  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _vault  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._failure import Failure  # noqa: E402
 
 DJANGO_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789!@#$%^&*(-_=+)"
 URLSAFE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -249,15 +250,6 @@ MAX_LENGTH = 1024
 MAX_KEEP = 20
 RETIRED_PREFIX = "upkeep_retired_"
 FIELD_ROTATED_PREFIX = "upkeep_rotated_at_"
-
-
-class Failure(Exception):
-    """Ends the module with fail_json(msg, **extra)."""
-
-    def __init__(self, msg, **extra):
-        super(Failure, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
 
 
 def now_utc():
