@@ -13,7 +13,8 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 
 # Debian packages the lab, the tests and the benchmarks need on this machine.
-DEB_PACKAGES := podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
+# python3-venv: Debian's python3 cannot create the .venv without it.
+DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
                 postgresql-15 postgresql-client-15 redis-server zstd git
 
 .PHONY: help
@@ -22,14 +23,22 @@ help:  ## List the targets
 
 .PHONY: deps
 deps:  ## Install missing Debian packages (as root), or say which command to run
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then echo "+ $$cmd"; eval "$$cmd"; \
-	  else echo "Missing Debian packages: $$missing"; echo "Run as root: sudo sh -c '$$cmd'"; exit 1; fi; \
-	fi
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' || printf '%s ' "$$p"; \
+	done); \
+	missing=$${missing% }; \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "Missing Debian packages: $$missing" >&2; \
+	  echo "Run as root: apt-get update && apt-get install -y --no-install-recommends $$missing" >&2; \
+	  exit 1; \
+	fi; \
+	echo "+ apt-get update"; \
+	apt-get update; \
+	echo "+ apt-get install -y --no-install-recommends $$missing"; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
-$(STAMP): requirements-dev.txt
+$(STAMP): requirements-dev.txt | deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

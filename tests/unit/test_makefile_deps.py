@@ -1,0 +1,89 @@
+"""`make deps` as a fresh machine sees it.
+
+CI's machine already has every Debian package, so the install branch of `make deps` never
+runs there. These tests run the real Makefile with a PATH in which `dpkg-query` reports every
+package as missing, `apt-get` only records how it was called and `id` says who we are, and
+assert what a newcomer's machine would have run.
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+
+
+def deb_packages():
+    out = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(REPO),
+                          "--eval", "print-deb-packages: ; @echo $(DEB_PACKAGES)", "print-deb-packages"],
+                         capture_output=True, text=True, check=True).stdout
+    packages = out.split()
+    assert packages, "DEB_PACKAGES is empty"
+    return packages
+
+
+def fake_tools(bindir, log, uid):
+    """dpkg-query: nothing installed; apt-get: appends one line per call to `log`; id -u: `uid`."""
+    bindir.mkdir()
+    scripts = {
+        "dpkg-query": "#!/bin/sh\necho \"dpkg-query: no packages found matching $3\" >&2\nexit 1\n",
+        "apt-get": "#!/bin/sh\nprintf 'DEBIAN_FRONTEND=%%s %%s\\n' \"${DEBIAN_FRONTEND:-}\" \"$*\" >> %s\n"
+                   % shlex.quote(str(log)),
+        "id": "#!/bin/sh\nif [ \"$1\" = -u ]; then echo %d; else exec /usr/bin/id \"$@\"; fi\n" % uid,
+    }
+    for name, body in scripts.items():
+        path = bindir / name
+        path.write_text(body)
+        path.chmod(0o755)
+
+
+def run_deps(tmp_path, uid):
+    log = tmp_path / "apt-get.log"
+    fake_tools(tmp_path / "bin", log, uid)
+    env = dict(os.environ, PATH="%s:%s" % (tmp_path / "bin", os.environ.get("PATH", "/usr/bin:/bin")))
+    env.pop("DEBIAN_FRONTEND", None)
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "deps"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return proc, calls
+
+
+def test_root_runs_one_update_and_one_install_naming_every_package(tmp_path):
+    proc, calls = run_deps(tmp_path, uid=0)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(calls) == 2, calls
+    assert calls[0] == "DEBIAN_FRONTEND= update"
+    frontend, verb, *args = calls[1].split(" ")
+    assert frontend == "DEBIAN_FRONTEND=noninteractive"
+    assert verb == "install"
+    options = [arg for arg in args if arg.startswith("-")]
+    assert options == ["-y", "--no-install-recommends"]
+    assert [arg for arg in args if not arg.startswith("-")] == deb_packages()
+    assert "command not found" not in proc.stderr
+
+
+def test_non_root_prints_the_command_and_fails_without_running_anything(tmp_path):
+    proc, calls = run_deps(tmp_path, uid=1000)
+    assert proc.returncode != 0
+    assert calls == []
+    packages = deb_packages()
+    assert "Missing Debian packages: " + " ".join(packages) in proc.stderr
+    command = "apt-get update && apt-get install -y --no-install-recommends " + " ".join(packages)
+    assert command in proc.stderr
+
+
+def test_nothing_missing_runs_nothing(tmp_path):
+    log = tmp_path / "apt-get.log"
+    fake_tools(tmp_path / "bin", log, uid=0)
+    (tmp_path / "bin" / "dpkg-query").write_text("#!/bin/sh\necho 'install ok installed'\n")
+    env = dict(os.environ, PATH="%s:%s" % (tmp_path / "bin", os.environ.get("PATH", "/usr/bin:/bin")))
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "deps"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not log.exists()
