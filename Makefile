@@ -38,10 +38,12 @@ deps:  ## Install missing Debian packages (as root), or say which command to run
 	echo "+ apt-get install -y --no-install-recommends $$missing"; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
-$(STAMP): requirements-dev.txt | deps
+$(STAMP): requirements-dev.txt tests/requirements-hvac-debian.txt | deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	rm -rf $(VENV)/hvac-debian
+	$(PY) -m pip install --quiet --no-deps --target $(VENV)/hvac-debian -r tests/requirements-hvac-debian.txt
 	touch $@
 
 .PHONY: venv

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bring the local lab up or down.
 
-    labctl.py up       build the image if its definition changed, start the S3 and Vault
-                       endpoints, start one container per lab host, provision them
+    labctl.py up       build the image if its definition changed, start the S3 endpoint and
+                       OpenBao, start one container per lab host, provision them
     labctl.py down     remove the lab's containers, stop the endpoints, drop lab/.state
     labctl.py status   what is running
 
@@ -11,9 +11,12 @@ The host map is the lab inventory (inventories/lab): each host names its contain
 come from `lab_s3_endpoint` and `lab_vault_addr`. Every address is on 127.0.0.0/8 and the
 containers share the host network, so each service binds only its own address.
 
-Vault gets an AppRole `upkeep` for the runbooks: its role_id and secret_id are generated
-once into lab/.state/vault-role-id and lab/.state/vault-secret-id (0600), and the lab
-inventory reads them from there (upkeep_vault_connection).
+Vault is a real OpenBao server (lab/openbao.py, the `bao` of .venv/bin): raft storage in
+lab/.state/openbao, initialised once with one key share, the unseal key and root token in
+lab/.state/openbao/init.json (0600, never printed), unsealed by every `up`. The runbooks log
+in with an AppRole `upkeep` whose role_id and secret_id are generated once into
+lab/.state/vault-role-id and lab/.state/vault-secret-id (0600); the lab inventory reads them
+from there (upkeep_vault_connection).
 
 Running `up` twice is harmless: running containers and endpoints are kept and the
 provisioning playbook is idempotent. A container running an older lab image is replaced
@@ -30,10 +33,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
+
+import openbao
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -93,76 +95,7 @@ def listening(host, port, timeout=0.5):
         return False
 
 
-# --- endpoints run on the host: S3 (moto server) and Vault ---------------------------
-
-def endpoint_command(name, host, port):
-    if name == "s3":
-        return [os.path.join(VENV_BIN, "moto_server"), "-H", host, "-p", str(port)]
-    for binary in ("vault", "bao"):
-        path = shutil.which(binary)
-        if path:
-            return [path, "server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=%s:%d" % (host, port)]
-    role_id, secret_id = approle_ids()
-    return [sys.executable, os.path.join(HERE, "vault_emulator.py"), "--listen", "%s:%d" % (host, port),
-            "--state", os.path.join(STATE, "vault-data.json"),
-            "--approle", "%s:%s:%s" % (APPROLE, role_id, secret_id)]
-
-
-def approle_ids():
-    """(role_id, secret_id) of the lab's AppRole, generated once into lab/.state (0600)."""
-    ids = []
-    for name in ("vault-role-id", "vault-secret-id"):
-        path = os.path.join(STATE, name)
-        if not os.path.exists(path):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(uuid.uuid4()))
-        with open(path) as handle:
-            ids.append(handle.read().strip())
-    return ids[0], ids[1]
-
-
-def vault_api(url, method, path, token=None, body=None):
-    """Status of one Vault API call on the lab's loopback endpoint; HTTPError for 4xx/5xx."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["X-Vault-Token"] = token
-    request = urllib.request.Request(  # noqa: S310 - http on the lab's loopback endpoint only
-        url.rstrip("/") + "/v1/" + path, method=method, headers=headers,
-        data=json.dumps(body).encode() if body is not None else None)
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - same
-        return response.status
-
-
-def approle_login_works(url):
-    role_id, secret_id = approle_ids()
-    try:
-        return vault_api(url, "POST", "auth/approle/login", body={"role_id": role_id, "secret_id": secret_id}) == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def configure_dev_vault_approle(url):
-    """A real `vault`/`bao -dev` server: enable AppRole and define the lab's role with the lab's IDs.
-
-    The emulator gets the same role from its --approle option. Dev mode has KV v2 at secret/.
-    """
-    role_id, secret_id = approle_ids()
-    policy = 'path "secret/*" { capabilities = ["create", "read", "update", "patch", "list"] }\n'
-    try:
-        vault_api(url, "POST", "sys/auth/approle", "root", {"type": "approle"})
-    except urllib.error.HTTPError as exc:
-        if exc.code != 400:  # 400: already enabled
-            raise
-    vault_api(url, "PUT", "sys/policies/acl/upkeep-rotation", "root", {"policy": policy})
-    vault_api(url, "POST", "auth/approle/role/" + APPROLE, "root", {"token_policies": "upkeep-rotation"})
-    vault_api(url, "POST", "auth/approle/role/%s/role-id" % APPROLE, "root", {"role_id": role_id})
-    try:
-        vault_api(url, "POST", "auth/approle/role/%s/custom-secret-id" % APPROLE, "root", {"secret_id": secret_id})
-    except urllib.error.HTTPError as exc:
-        if exc.code != 400:  # 400: this secret_id exists already
-            raise
-
+# --- endpoints run on the host: S3 (moto server) and OpenBao ----------------------------
 
 def pid_alive(pidfile):
     try:
@@ -174,20 +107,38 @@ def pid_alive(pidfile):
         return None
 
 
+def openbao_server(url=None):
+    """The lab's OpenBao (lab/openbao.py), its directory lab/.state/openbao."""
+    if url is None:
+        return openbao._server_for(os.path.join(STATE, "openbao"))
+    host, port = loopback(url)
+    return openbao.BaoServer(os.path.join(STATE, "openbao"), host=host, port=port, cluster_port=port + 1)
+
+
+def start_vault(url):
+    """A real OpenBao at `url`: started, initialised once (key and root token in
+    lab/.state/openbao/init.json, 0600), unsealed, KV v2 at secret/, the lab's AppRole."""
+    server = openbao_server(url)
+    was_running = server.running
+    try:
+        server.up(detach=True)
+        openbao.approle_for_lab(server, STATE, APPROLE)
+    except openbao.BaoError as exc:
+        die("OpenBao at %s: %s" % (url, exc))
+    log("vault endpoint %s at %s (OpenBao, unsealed)" % ("already up" if was_running else "up", url))
+
+
 def start_endpoint(name, url):
     host, port = loopback(url)
     pidfile = os.path.join(STATE, name + ".pid")
     if pid_alive(pidfile) and listening(host, port):
-        if name != "vault" or approle_login_works(url):
-            log("%s endpoint already up at %s" % (name, url))
-            return
-        log("vault endpoint at %s has no lab AppRole yet: restarting it" % url)
-        stop_endpoint(name)
+        log("%s endpoint already up at %s" % (name, url))
+        return
     if listening(host, port):
         die("%s:%d is taken by a process the lab did not start" % (host, port))
     logfile = open(os.path.join(STATE, name + ".log"), "ab")
-    proc = subprocess.Popen(endpoint_command(name, host, port), stdout=logfile, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
+    proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", host, "-p", str(port)], stdout=logfile,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
     with open(pidfile, "w") as handle:
         handle.write(str(proc.pid))
     deadline = time.monotonic() + 30
@@ -195,8 +146,6 @@ def start_endpoint(name, url):
         if proc.poll() is not None or time.monotonic() > deadline:
             die("%s endpoint did not start at %s; see %s" % (name, url, logfile.name))
         time.sleep(0.2)
-    if name == "vault" and endpoint_command(name, host, port)[0] != sys.executable:
-        configure_dev_vault_approle(url)
     log("%s endpoint up at %s" % (name, url))
 
 
@@ -271,7 +220,7 @@ def cmd_up(args):
     image = run([os.path.join(HERE, "build-images.sh")], capture=False, stdout=subprocess.PIPE).stdout.strip()
     image = image.splitlines()[-1]
     start_endpoint("s3", common["lab_s3_endpoint"])
-    start_endpoint("vault", common["lab_vault_addr"])
+    start_vault(common["lab_vault_addr"])
     for host in sorted(hosts):
         start_container(host, hosts[host], image)
     if args.no_provision:
@@ -287,8 +236,10 @@ def cmd_down(_args):
     if names:
         run(["podman", "rm", "-f", "-v", "-t", "5"] + names, capture=True)
         log("removed containers: %s" % ", ".join(names))
-    for name in ("s3", "vault"):
-        stop_endpoint(name)
+    stop_endpoint("s3")
+    if os.path.isdir(os.path.join(STATE, "openbao")):
+        openbao_server().stop()
+        log("vault endpoint stopped")
     shutil.rmtree(STATE, ignore_errors=True)
     log("lab is down")
 
@@ -298,9 +249,13 @@ def cmd_status(_args):
     for host in sorted(hosts):
         print("%-6s %-18s %s" % (host, hosts[host]["lab_address"], container_state(hosts[host]["lab_container"])
                                  or "absent"))
-    for name, key in (("s3", "lab_s3_endpoint"), ("vault", "lab_vault_addr")):
-        host, port = loopback(common[key])
-        print("%-6s %-18s %s" % (name, "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
+    host, port = loopback(common["lab_s3_endpoint"])
+    print("%-6s %-18s %s" % ("s3", "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
+    host, port = loopback(common["lab_vault_addr"])
+    state = "down"
+    if listening(host, port):
+        state = "sealed" if openbao_server(common["lab_vault_addr"]).is_sealed() else "up (unsealed)"
+    print("%-6s %-18s %s" % ("vault", "%s:%d" % (host, port), state))
 
 
 def main():

@@ -43,11 +43,8 @@ MODULE = "vault_pg_rotate"
 
 @pytest.fixture
 def private_vault(vault_server_factory):
-    """A Vault of this test only (the emulator keeps its data across stop/start via its state file)."""
-    server = vault_server_factory()
-    if not server.persistent:
-        pytest.skip("needs a Vault that keeps its data across a restart (the emulator with --state)")
-    return server
+    """An OpenBao of this test only (raft storage: its data survives a stop and start)."""
+    return vault_server_factory()
 
 
 @pytest.fixture
