@@ -33,6 +33,8 @@ image="localhost/upkeep-lab:$lab_hash"
 
 if podman image exists "$image"; then
   log "up to date: $image"
+  # `latest` may name another build (a branch with another image definition): point it here.
+  podman tag "$image" localhost/upkeep-lab:latest
   echo "$image"
   exit 0
 fi

@@ -176,13 +176,15 @@ def container_image(name):
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def start_container(host, hv, image):
+def start_container(host, hv, image, replace=False):
     name = hv["lab_container"]
     state = container_state(name)
-    if state == "running" and container_image(name) == image:
+    if state == "running" and container_image(name) == image and not replace:
         log("%s already running (%s)" % (host, name))
         return
-    if state == "running":
+    if state == "running" and replace:
+        log("%s was provisioned against an earlier Vault: replacing it" % host)
+    elif state == "running":
         log("%s runs %s, not %s: replacing it" % (host, container_image(name), image))
     if state is not None:
         run(["podman", "rm", "-f", "-v", name], capture=True)
@@ -220,9 +222,14 @@ def cmd_up(args):
     image = run([os.path.join(HERE, "build-images.sh")], capture=False, stdout=subprocess.PIPE).stdout.strip()
     image = image.splitlines()[-1]
     start_endpoint("s3", common["lab_s3_endpoint"])
+    if pid_alive(os.path.join(STATE, "vault.pid")):
+        log("stopping the Vault endpoint an older lab started (before OpenBao)")
+        stop_endpoint("vault")
+    new_vault = not os.path.exists(os.path.join(STATE, "openbao", "init.json"))
     start_vault(common["lab_vault_addr"])
     for host in sorted(hosts):
-        start_container(host, hosts[host], image)
+        # Hosts provisioned against another Vault hold its passwords: a new Vault gets new hosts.
+        start_container(host, hosts[host], image, replace=new_vault)
     if args.no_provision:
         return
     log("provisioning the lab hosts")
@@ -237,6 +244,7 @@ def cmd_down(_args):
         run(["podman", "rm", "-f", "-v", "-t", "5"] + names, capture=True)
         log("removed containers: %s" % ", ".join(names))
     stop_endpoint("s3")
+    stop_endpoint("vault")  # an older lab's Vault endpoint, if one is still running
     if os.path.isdir(os.path.join(STATE, "openbao")):
         openbao_server().stop()
         log("vault endpoint stopped")

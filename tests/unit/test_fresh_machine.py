@@ -1,4 +1,4 @@
-"""`make deps` as a fresh machine sees it.
+"""`make deps` and the lab image build as a fresh machine (or another branch's) sees them.
 
 CI's machine already has every Debian package, so the install branch of `make deps` never
 runs there. These tests run the real Makefile with a PATH in which `dpkg-query` reports every
@@ -87,3 +87,23 @@ def test_nothing_missing_runs_nothing(tmp_path):
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert not log.exists()
+
+
+def test_an_image_already_built_becomes_latest_again(tmp_path):
+    """lab/build-images.sh with the image of this definition already built (another branch's may
+    be `latest`): it builds nothing, points `latest` at this one and prints its reference."""
+    calls = tmp_path / "podman.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    podman = bindir / "podman"
+    podman.write_text("#!/bin/sh\necho \"$*\" >> %s\nexit 0\n" % shlex.quote(str(calls)))
+    podman.chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ.get("PATH", "/usr/bin:/bin")),
+               UPKEEP_LAB_MIRROR="http://deb.example.invalid/debian")
+    proc = subprocess.run([str(REPO / "lab" / "build-images.sh")], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    image = proc.stdout.strip().splitlines()[-1]
+    assert image.startswith("localhost/upkeep-lab:") and image != "localhost/upkeep-lab:latest"
+    lines = calls.read_text().splitlines()
+    assert lines == ["image exists %s" % image, "tag %s localhost/upkeep-lab:latest" % image], lines
