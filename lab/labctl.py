@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -87,12 +86,7 @@ def loopback(host_port):
     return host, int(port)
 
 
-def listening(host, port, timeout=0.5):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+listening = openbao.listening
 
 
 # --- endpoints run on the host: S3 (moto server) and OpenBao ----------------------------
