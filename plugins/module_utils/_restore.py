@@ -14,7 +14,11 @@ What lives here:
 * :func:`list_toc` / :func:`run_restore` - ``pg_restore`` runs, the password in its environment,
   never on argv;
 * TOC parsing, version comparison, and the database-level statements both modules need
-  (describe, create with a marker comment, rename, drop, copy of database properties).
+  (describe, create with a mark, rename, drop, copy of database properties);
+* the marks (:func:`format_mark` / :func:`parse_mark`): the comment that tells a database this
+  collection created (and may therefore drop) from every other, with its creation time;
+* :func:`sweep_scratch` - the sweep of marked leftovers older than a limit (``pg_scratch_sweep``),
+  its decisions taken by the pure :func:`plan_sweep`.
 
 No Ansible imports beyond what ``_postgres`` uses: modules turn :class:`RestoreError` into
 ``fail_json``.
@@ -24,6 +28,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+import json
+import math
 import os
 import re
 import shutil
@@ -40,7 +47,8 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._manifest import (
     load_manifest,
 )
 
-# Comment prefixes that mark databases this collection created (and may therefore drop).
+# Comment prefixes that mark databases this collection created (and may therefore drop); see
+# "marks" below and docs/restore-test.md for what follows them.
 SCRATCH_MARKER = "upkeep.runbooks scratch restore of "
 RESTORE_MARKER = "upkeep.runbooks restore in progress of "
 
@@ -558,9 +566,10 @@ def _literal(value):
 
 
 def create_database(conn, name, comment, like=None):
-    """CREATE DATABASE ``name`` from template0 and mark it with ``comment`` right away.
+    """CREATE DATABASE ``name`` from template0 and give it ``comment`` right away (none when None).
 
-    ``like`` (a :func:`database_info` dict) gives owner, encoding and locale to copy.
+    ``like`` (a :func:`database_info` dict) gives owner, encoding and locale to copy. Databases the
+    collection may drop later are made with :func:`create_marked_database` instead.
     """
     parts = [_postgres.sql("CREATE DATABASE {0} TEMPLATE template0").format(_postgres.identifier(name))]
     if like:
@@ -577,7 +586,29 @@ def create_database(conn, name, comment, like=None):
         _postgres.execute(conn, statement)
     except _postgres.PostgresError as exc:
         _raise("cannot create database '%s'" % name, exc)
-    set_comment(conn, name, comment)
+    if comment is not None:
+        set_comment(conn, name, comment)
+
+
+def create_marked_database(conn, name, kind, like=None, **fields):
+    """CREATE DATABASE ``name`` (see :func:`create_database`) and mark it as ``kind``; returns the mark.
+
+    The mark's ``created`` is the server's clock read right after the database exists, so its age
+    is never overstated. Should reading the clock or setting the comment fail, the database just
+    created is dropped again: no unmarked database is left behind.
+    """
+    create_database(conn, name, None, like=like)
+    try:
+        comment = format_mark(kind, server_clock(conn), **fields)
+        set_comment(conn, name, comment)
+    except RestoreError as exc:
+        try:
+            _postgres.execute(conn, _postgres.sql("DROP DATABASE IF EXISTS {0}").format(_postgres.identifier(name)))
+        except _postgres.PostgresError as drop_exc:
+            raise RestoreError("%s; database '%s' was created but could not be marked nor dropped again (%s): drop "
+                               "it by hand" % (exc.message, name, drop_exc.message)) from None
+        raise
+    return comment
 
 
 def set_comment(conn, name, comment):
@@ -716,3 +747,406 @@ def copy_database_properties(conn, source, target):
                 _postgres.execute(conn, _setting_statement(target, setting["role"], config))
     except _postgres.PostgresError as exc:
         _raise("cannot copy privileges and settings of database '%s' to '%s'" % (source, target), exc)
+
+
+# --------------------------------------------------------------------------------------
+# marks
+#
+# A database this collection creates and may drop later carries a mark in its comment: the
+# kind's prefix (SCRATCH_MARKER for pg_backup_verify's scratch databases, RESTORE_MARKER for
+# pg_restore's temporary ones), then one JSON object. The prefix alone is what makes a mark,
+# as it always was, so every version of the collection recognises every other version's marks;
+# the JSON carries the creation time (the server's clock) that lets a sweep tell a leftover from
+# a restore running right now. docs/restore-test.md documents the format.
+
+MARK_VERSION = 1
+MARK_PREFIXES = {"scratch": SCRATCH_MARKER, "restore": RESTORE_MARKER}
+MARK_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# Names the collection gives the databases it creates: pg_backup_verify's default scratch name,
+# pg_restore's temporary database (followed by the first 16 characters of the run id in its mark)
+# and the database pg_restore replaced (renamed to the same suffix before it is dropped).
+SCRATCH_PREFIX = "upkeep_verify_"
+RESTORE_TEMP_PREFIX = "upkeep_restore_"
+REPLACED_PREFIX = "upkeep_replaced_"
+OWN_PREFIXES = (SCRATCH_PREFIX, RESTORE_TEMP_PREFIX, REPLACED_PREFIX)
+
+_UTC = datetime.timezone.utc
+
+
+def format_time(moment):
+    """``2026-11-23T02:15:00.123456Z``: an aware datetime in UTC, microseconds kept."""
+    return moment.astimezone(_UTC).strftime(MARK_TIME_FORMAT)
+
+
+def parse_time(text):
+    """The aware UTC datetime of :func:`format_time` text (the fraction may be missing); None if unreadable."""
+    if not isinstance(text, str):
+        return None
+    for pattern in (MARK_TIME_FORMAT, "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(text, pattern).replace(tzinfo=_UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def format_mark(kind, created, **fields):
+    """The comment that marks a database of ``kind`` (``scratch`` or ``restore``) made at ``created``.
+
+    The kind's prefix, then a JSON object holding the mark version ``v``, ``created`` and
+    ``fields`` (None values left out). ASCII only: database comments live in a shared catalog
+    that has no encoding of its own, so JSON escapes anything else.
+    """
+    data = dict((key, value) for key, value in fields.items() if value is not None)
+    data.update(v=MARK_VERSION, created=format_time(created))
+    return MARK_PREFIXES[kind] + json.dumps(data, sort_keys=True, ensure_ascii=True)
+
+
+def parse_mark(comment):
+    """The mark in a database comment as a dict, or None when the comment is no mark of this collection.
+
+    Keys: ``kind`` (``scratch``/``restore``), ``format``, ``created`` (aware datetime or None),
+    ``backup_id``, ``run_id``, ``source`` (the backup's source database), ``target`` (the database a
+    pg_restore run was for), ``kept`` (pg_backup_verify keep=true) and ``fields`` (the JSON as read).
+    ``format`` is ``json`` for marks that carry their creation time and ``legacy`` for the marks
+    written before them, ``<backup_id> <uuid>`` (scratch) and ``<backup_id> into <target> <token>``
+    (restore), which carry none: ``created`` is then None. Details that cannot be read are None.
+    """
+    if not isinstance(comment, str):
+        return None
+    for kind in sorted(MARK_PREFIXES):
+        prefix = MARK_PREFIXES[kind]
+        if comment.startswith(prefix):
+            break
+    else:
+        return None
+    rest = comment[len(prefix):]
+    mark = {"kind": kind, "format": "legacy", "created": None, "backup_id": None, "run_id": None,
+            "source": None, "target": None, "kept": False, "fields": {}}
+    data = None
+    if rest.startswith("{"):
+        try:
+            data = json.loads(rest)
+        except ValueError:
+            data = None
+    if isinstance(data, dict):
+        mark.update(format="json", fields=data, created=parse_time(data.get("created")), kept=data.get("kept") is True)
+        for key in ("backup_id", "run_id", "source", "target"):
+            value = data.get(key)
+            mark[key] = value if isinstance(value, str) else None
+        return mark
+    head, _sep, tail = rest.rpartition(" ")
+    if kind == "scratch":
+        mark.update(backup_id=head or None, run_id=tail or None)
+    else:
+        backup_id, into, target_name = head.partition(" into ")
+        mark.update(backup_id=backup_id or None, target=(target_name or None) if into else None, run_id=tail or None)
+    return mark
+
+
+def update_mark(comment, **changes):
+    """The mark ``comment`` with ``changes`` to its fields (a None value removes one); its time is kept."""
+    mark = parse_mark(comment)
+    if mark is None or mark["format"] != "json" or mark["created"] is None:
+        raise RestoreError("the comment %r is not a mark with a creation time" % (comment,))
+    fields = dict((key, value) for key, value in mark["fields"].items() if key not in ("v", "created"))
+    fields.update(changes)
+    return format_mark(mark["kind"], mark["created"], **fields)
+
+
+def server_clock(conn):
+    """The server's current time (an aware datetime). Marks and ages use the server's clock, never the node's."""
+    try:
+        row = _postgres.query_one(conn, "SELECT clock_timestamp() AS now")
+    except _postgres.PostgresError as exc:
+        _raise("cannot read the server's clock", exc)
+    return row["now"]
+
+
+# --------------------------------------------------------------------------------------
+# the sweep of leftovers
+
+SWEEP_KINDS = ("scratch", "restore")
+SYSTEM_DATABASES = frozenset(["postgres", "template0", "template1"])
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = r"(\d+(?:\.\d+)?)\s*([smhdw])"
+SQLSTATE_OBJECT_IN_USE = "55006"
+
+# Sessions count what DROP DATABASE (without FORCE) refuses to run beside; autovacuum workers are
+# left out because DROP DATABASE ends them itself.
+_SESSIONS = """(SELECT count(*) FROM pg_stat_activity AS a
+        WHERE a.datid = d.oid AND a.pid <> pg_backend_pid()
+          AND a.backend_type IS DISTINCT FROM 'autovacuum worker')::int"""
+
+SQL_SWEEP_DATABASES = """
+SELECT d.oid::int AS oid,
+       d.datname::text AS name,
+       shobj_description(d.oid, 'pg_database') AS comment,
+       d.datistemplate AS is_template,
+       t.spcname::text AS tablespace,
+       %s AS sessions
+FROM pg_database AS d LEFT JOIN pg_tablespace AS t ON t.oid = d.dattablespace
+ORDER BY d.datname
+""" % _SESSIONS
+
+SQL_SWEEP_RECHECK = """
+SELECT d.oid::int AS oid, shobj_description(d.oid, 'pg_database') AS comment, %s AS sessions
+FROM pg_database AS d
+WHERE d.datname = %%(name)s
+""" % _SESSIONS
+
+SQL_DATABASE_SIZE = """
+SELECT CASE WHEN has_database_privilege(%(oid)s::oid, 'CONNECT') THEN pg_database_size(%(oid)s::oid) END AS size_bytes
+"""
+
+# A database's directory gets its PG_VERSION file when CREATE DATABASE makes it, never touched again.
+SQL_FILE_TIME = "SELECT (pg_stat_file(%(path)s, true)).modification AS modified"
+
+
+def parse_duration(value, what="older_than"):
+    """Seconds of a limit given as seconds (``0``, ``90``, ``21600.5``) or text such as ``45m``, ``6h``, ``1d12h``.
+
+    Units: s, m (minutes), h, d, w. RestoreError for anything else, or a negative limit.
+    """
+    problem = "%s must be a number of seconds or a duration such as 90m, 6h or 1d12h, got %r" % (what, value)
+    if value is None or isinstance(value, bool):
+        raise RestoreError(problem)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        if re.match(r"^\d+(\.\d+)?$", text):
+            seconds = float(text)
+        else:
+            parts = re.findall(_DURATION_PART, text)
+            if not parts or re.sub(_DURATION_PART, "", text).strip():
+                raise RestoreError(problem)
+            seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise RestoreError(problem)
+    if seconds < 0:
+        raise RestoreError("%s must not be negative, got %r" % (what, value))
+    return seconds
+
+
+def human_duration(seconds):
+    """``3d 4h``, ``6h 12m``, ``5m 3s``, ``42s``: the two largest units of a number of seconds."""
+    if seconds is None:
+        return "unknown"
+    left = int(max(0, seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append("%d%s" % (left // size, unit))
+            left %= size
+    return " ".join(parts[:2])
+
+
+def _database_size(conn, oid):
+    try:
+        row = _postgres.query_one(conn, SQL_DATABASE_SIZE, {"oid": oid})
+    except _postgres.PostgresError:
+        return None  # gone meanwhile, or unreadable: the size is information, not a condition
+    return row["size_bytes"] if row else None
+
+
+def _file_created(conn, entry):
+    """``(time, problem)``: when the database's directory was made, read from its PG_VERSION file."""
+    if entry.get("tablespace") != "pg_default":
+        return None, "it lives in tablespace '%s', where its files are not looked up" % entry.get("tablespace")
+    try:
+        row = _postgres.query_one(conn, SQL_FILE_TIME, {"path": "base/%d/PG_VERSION" % entry["oid"]})
+    except _postgres.PostgresError as exc:
+        return None, ("its files cannot be read to tell (pg_stat_file needs a superuser, or GRANT EXECUTE ON "
+                      "FUNCTION pg_stat_file(text, boolean) to the login role): %s" % exc.message)
+    if not row or row["modified"] is None:
+        return None, "its PG_VERSION file was not found"
+    return row["modified"], None
+
+
+def sweep_inventory(conn):
+    """``(now, databases)``: the server's time, and every marked database plus every unmarked one with a
+    name the collection uses (listed so a report shows them, never dropped), each with its parsed
+    ``mark``, ``size_bytes``, ``created`` and where that time came from (``created_from``: ``mark``
+    or ``file``, the time PostgreSQL wrote the database's PG_VERSION file, for marks without a time).
+    """
+    now = server_clock(conn)
+    try:
+        rows = _postgres.query_all(conn, SQL_SWEEP_DATABASES)
+    except _postgres.PostgresError as exc:
+        _raise("cannot list the databases", exc)
+    found = []
+    for row in rows:
+        entry = dict(row)
+        entry["mark"] = parse_mark(entry["comment"])
+        if entry["mark"] is None and not entry["name"].startswith(OWN_PREFIXES):
+            continue
+        entry.update(size_bytes=_database_size(conn, entry["oid"]), created=None, created_from=None,
+                     age_problem=None)
+        if entry["mark"] is not None:
+            if entry["mark"]["created"] is not None:
+                entry.update(created=entry["mark"]["created"], created_from="mark")
+            else:
+                created, problem = _file_created(conn, entry)
+                entry.update(created=created, created_from="file" if created else None, age_problem=problem)
+        found.append(entry)
+    return now, found
+
+
+def _describe_comment(comment):
+    if not comment:
+        return "empty"
+    return "'%s'" % (comment if len(comment) <= 60 else comment[:57] + "...")
+
+
+def _kind_label(kind):
+    return {"scratch": "pg_backup_verify scratch database", "restore": "pg_restore temporary database"}[kind]
+
+
+def _keep_reason(entry, age, older_than, kinds, protected, login_db):
+    """``(reason, warn)`` for keeping a database, or None when it is a leftover to drop."""
+    name, mark = entry["name"], entry["mark"]
+    if entry.get("is_template"):
+        return "it is a template database", False
+    if name in SYSTEM_DATABASES:
+        return "it is a system database", False
+    if login_db and name == login_db:
+        return "it is login_db, the database the sweep connects through", False
+    if name in protected:
+        return "it is listed in protected_databases", False
+    if mark is None:
+        return ("it is not marked: its comment is %s, not an upkeep.runbooks mark, and a name alone never makes "
+                "a database a leftover" % _describe_comment(entry.get("comment"))), False
+    if mark["kind"] not in kinds:
+        return "it is a %s and marks does not include %s" % (_kind_label(mark["kind"]), mark["kind"]), False
+    if mark["kind"] == "scratch" and mark["source"] == name:
+        return "its mark names it as the source database of the backup restored into it", True
+    if mark["kind"] == "restore":
+        if mark["target"] == name:
+            return ("it carries the name of the database its restore was for (pg_restore renamed it into place "
+                    "and had not yet cleared the mark): check it and clear its comment"), True
+        expected = RESTORE_TEMP_PREFIX + (mark["run_id"] or "")[:16]
+        if not mark["run_id"] or name != expected:
+            return ("its name is not the temporary name its mark gives (%s): it was renamed, so it is not "
+                    "treated as a leftover" % (expected if mark["run_id"] else RESTORE_TEMP_PREFIX + "<run id>")), True
+    if mark["kept"]:
+        return "pg_backup_verify kept it on purpose (keep=true); drop it by hand when it is no longer needed", False
+    if age is None:
+        return ("its age is unknown: its mark holds no creation time (written by an older version of "
+                "upkeep.runbooks) and %s" % (entry.get("age_problem") or "no other source gave one")), True
+    if age < older_than:
+        return ("it is %s old, younger than the limit of %s: a restore may still be running in it"
+                % (human_duration(age), human_duration(older_than))), False
+    if entry.get("sessions"):
+        return ("%d session(s) are connected to it; a database in use is never dropped (is a restore still "
+                "running, or is someone looking at it?)" % entry["sessions"]), True
+    return None
+
+
+def plan_sweep(databases, now, older_than, kinds=("scratch",), protected=(), login_db=None):
+    """Decide, for each database of :func:`sweep_inventory`, whether it is a leftover to drop. Pure.
+
+    A database is dropped only when all of these hold: it carries a mark of one of ``kinds``; it
+    is not a template, a system database, ``login_db`` or one of ``protected``; its mark does not
+    name it as the backup's source or the restore's target, and a pg_restore temporary database
+    still has the name its mark gives; pg_backup_verify did not keep it on purpose; its age
+    (``now`` minus its creation time) is known and at least ``older_than`` seconds; no session is
+    connected to it. Returns one dict per database, in the order given: ``name``, ``mark``,
+    ``mark_format``, ``backup_id``, ``run_id``, ``created``, ``created_from``, ``age_seconds``,
+    ``size_bytes``, ``sessions``, ``action`` (``remove``/``keep``), ``reason``, ``warn``, and
+    ``oid`` and ``comment`` for the check just before the drop.
+    """
+    protected = set(name for name in protected or () if name)
+    kinds = set(kinds or ())
+    plan = []
+    for entry in databases:
+        mark = entry.get("mark")
+        created = entry.get("created")
+        age = (now - created).total_seconds() if created is not None else None
+        decision = {
+            "name": entry["name"],
+            "mark": mark["kind"] if mark else None,
+            "mark_format": mark["format"] if mark else None,
+            "backup_id": mark["backup_id"] if mark else None,
+            "run_id": mark["run_id"] if mark else None,
+            "created": format_time(created) if created is not None else None,
+            "created_from": entry.get("created_from") if created is not None else None,
+            "age_seconds": int(age) if age is not None else None,
+            "size_bytes": entry.get("size_bytes"),
+            "sessions": entry.get("sessions") or 0,
+            "oid": entry.get("oid"),
+            "comment": entry.get("comment"),
+        }
+        kept = _keep_reason(entry, age, older_than, kinds, protected, login_db)
+        if kept:
+            decision.update(action="keep", reason=kept[0], warn=kept[1])
+        else:
+            decision.update(action="remove", warn=False, reason="%s, %s old (limit %s), no session connected" % (
+                _kind_label(mark["kind"]), human_duration(age), human_duration(older_than)))
+        plan.append(decision)
+    return plan
+
+
+def drop_leftover(conn, decision):
+    """DROP DATABASE a leftover :func:`plan_sweep` chose; ``None`` when dropped, else ``(reason, warn)``.
+
+    Just before the drop the database is looked up again: it must still have the oid and the
+    comment it was judged by (not dropped and re-created meanwhile, say by a restore test starting
+    now) and no session. DROP DATABASE runs without FORCE, so PostgreSQL itself refuses it when a
+    session connects in between.
+    """
+    name = decision["name"]
+    try:
+        now = _postgres.query_one(conn, SQL_SWEEP_RECHECK, {"name": name})
+    except _postgres.PostgresError as exc:
+        return "Failed to look it up again before dropping it: %s" % exc.message, True
+    if now is None:
+        return "it was already gone when its turn came (dropped by someone else meanwhile)", False
+    if now["oid"] != decision["oid"] or now["comment"] != decision["comment"]:
+        return "it changed after it was examined (dropped and created again?); left for the next sweep", True
+    if now["sessions"]:
+        return ("%d session(s) connected to it after it was examined; a database in use is never dropped"
+                % now["sessions"]), True
+    try:
+        _postgres.execute(conn, _postgres.sql("DROP DATABASE {0}").format(_postgres.identifier(name)))
+    except _postgres.PostgresError as exc:
+        if exc.sqlstate == SQLSTATE_OBJECT_IN_USE:
+            return "a session connected to it just before the drop; a database in use is never dropped", True
+        return "Failed to drop it: %s" % exc.message, True
+    return None
+
+
+def _public(decision, outcome):
+    entry = dict((key, value) for key, value in decision.items() if key not in ("oid", "comment", "action"))
+    entry["outcome"] = outcome
+    return entry
+
+
+def sweep_scratch(conn, older_than, kinds=("scratch",), protected=(), login_db=None, check_mode=False):
+    """Drop (or, in check mode, name) the marked leftovers at least ``older_than`` seconds old.
+
+    Returns ``{removed, would_remove, kept, before, after}``: the first three are lists of
+    :func:`plan_sweep` entries with their ``outcome``; ``before``/``after`` the names of the marked
+    databases before and after (predicted in check mode). A drop that fails keeps the database,
+    with the reason; only a server that cannot be read raises RestoreError.
+    """
+    now, found = sweep_inventory(conn)
+    plan = plan_sweep(found, now, older_than, kinds=kinds, protected=protected, login_db=login_db)
+    result = {"removed": [], "would_remove": [], "kept": []}
+    for decision in plan:
+        if decision["action"] == "keep":
+            result["kept"].append(_public(decision, "kept"))
+        elif check_mode:
+            result["would_remove"].append(_public(decision, "would_remove"))
+        else:
+            problem = drop_leftover(conn, decision)
+            if problem is None:
+                result["removed"].append(_public(decision, "removed"))
+            else:
+                decision.update(reason=problem[0], warn=problem[1])
+                result["kept"].append(_public(decision, "kept"))
+    gone = set(entry["name"] for entry in result["removed"] + result["would_remove"])
+    result["before"] = sorted(entry["name"] for entry in found if entry["mark"] is not None)
+    result["after"] = [name for name in result["before"] if name not in gone]
+    return result

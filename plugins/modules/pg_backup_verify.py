@@ -65,10 +65,13 @@ options:
         letters, digits and C(_) replaced by C(_).
       - Must differ from the backup's source database name; the module refuses otherwise, whichever server
         it connects to.
-      - The module creates it with the comment C(upkeep.runbooks scratch restore of <backup_id> <uuid>). A
-        database of that name that already exists is dropped and created again only when its comment starts
-        with C(upkeep.runbooks scratch restore of) and no session uses it; any other existing database of
-        that name makes the task fail without touching it.
+      - The module creates it with a mark in its comment, C(upkeep.runbooks scratch restore of) followed by a
+        JSON object with the backup id, the source database, a run id and the creation time by the server's
+        clock (see the restore test page of the collection's docs). A database of that name that already exists
+        is dropped and created again only when its comment starts with C(upkeep.runbooks scratch restore of) and
+        no session uses it; any other existing database of that name makes the task fail without touching it.
+      - A scratch database left behind by a run that was killed is dropped by
+        M(upkeep.runbooks.pg_scratch_sweep) once it is older than the sweep's limit.
     type: str
   jobs:
     description:
@@ -110,7 +113,8 @@ options:
   keep:
     description:
       - Keep the scratch database after a restore-level verification (for inspection) instead of dropping it.
-      - A kept scratch database carries the marker comment, so the next verification may drop and reuse it.
+      - A kept scratch database carries the mark, so the next verification may drop and reuse it; the mark also
+        records that it was kept on purpose, so M(upkeep.runbooks.pg_scratch_sweep) leaves it alone.
     type: bool
     default: false
   pg_bin_dir:
@@ -141,6 +145,7 @@ notes:
 seealso:
   - module: upkeep.runbooks.pg_backup
   - module: upkeep.runbooks.pg_restore
+  - module: upkeep.runbooks.pg_scratch_sweep
   - name: pg_restore
     description: The PostgreSQL restore program and its options.
     link: https://www.postgresql.org/docs/current/app-pgrestore.html
@@ -308,7 +313,7 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (
 )
 
 LEVELS = ("checksum", "catalog", "restore")
-SCRATCH_PREFIX = "upkeep_verify_"
+SCRATCH_PREFIX = _restore.SCRATCH_PREFIX
 AMCHECK_SCHEMA = "upkeep_amcheck"
 MAX_LISTED_MISMATCHES = 10
 
@@ -349,6 +354,7 @@ class Verification(object):
         self.changed = False
         self.duration = None
         self.scratch = None
+        self.mark = None
         self.kept = False
 
     # ---- bookkeeping -----------------------------------------------------------------
@@ -531,7 +537,8 @@ class Verification(object):
         if info is None:
             return "missing"
         comment = info.get("comment") or ""
-        if not comment.startswith(_restore.SCRATCH_MARKER):
+        mark = _restore.parse_mark(comment)
+        if mark is None or mark["kind"] != "scratch":
             message = ("database '%s' already exists on %s and is not an upkeep.runbooks scratch database (its comment "
                        "is %s); refusing to touch it: drop it yourself or choose another scratch_database"
                        % (name, target(self.params), ("'%s'" % comment) if comment else "empty"))
@@ -573,14 +580,15 @@ class Verification(object):
             close_quietly(conn)
 
     def _restore_into(self, conn, version_num, name, state, pg_restore, dump, workspace):
-        marker = "%s%s %s" % (_restore.SCRATCH_MARKER, self.manifest["backup_id"], uuid.uuid4())
         created = False
         try:
             try:
                 if state == "ours":
                     _restore.drop_database(conn, name, version_num)
                     self.changed = True
-                _restore.create_database(conn, name, marker)
+                self.mark = _restore.create_marked_database(
+                    conn, name, "scratch", backup_id=self.manifest["backup_id"], run_id=str(uuid.uuid4()),
+                    source=self.manifest["database"])
                 created = self.changed = True
             except _restore.RestoreError as exc:
                 self.fail("scratch_database", exc.message)
@@ -724,6 +732,13 @@ class Verification(object):
     def cleanup(self, conn, version_num, name):
         if self.params["keep"]:
             self.kept = True
+            try:
+                # A sweep (pg_scratch_sweep) leaves a database kept on purpose alone.
+                _restore.set_comment(conn, name, _restore.update_mark(self.mark, kept=True))
+            except _restore.RestoreError as exc:
+                self.ok("cleanup", "kept scratch database '%s' (keep=true), but could not record that in its mark, "
+                        "so a sweep may drop it once it is older than its limit: %s" % (name, exc.message))
+                return
             self.ok("cleanup", "kept scratch database '%s' (keep=true)" % name)
             return
         try:

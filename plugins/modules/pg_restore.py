@@ -108,11 +108,14 @@ notes:
     (its owner or a superuser) and to create what the dump holds; restoring as a superuser is the usual way.
   - The server needs free space for a second copy of the database while the old one still exists.
   - If the module process is killed during the restore, the temporary database C(upkeep_restore_<random>)
-    stays behind, recognisable by its comment C(upkeep.runbooks restore in progress of ...); drop it by hand.
+    stays behind, recognisable by its comment C(upkeep.runbooks restore in progress of ...), which also holds
+    its creation time. M(upkeep.runbooks.pg_scratch_sweep) with O(upkeep.runbooks.pg_scratch_sweep#module:marks)
+    including V(restore) drops it once it is older than the sweep's limit; or drop it by hand.
   - The dump's global objects (roles, tablespaces) are not restored; the backup's C(globals.sql) holds them.
 seealso:
   - module: upkeep.runbooks.pg_backup
   - module: upkeep.runbooks.pg_backup_verify
+  - module: upkeep.runbooks.pg_scratch_sweep
   - name: pg_restore
     description: The PostgreSQL restore program and its options.
     link: https://www.postgresql.org/docs/current/app-pgrestore.html
@@ -234,8 +237,8 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (
     target,
 )
 
-TEMP_PREFIX = "upkeep_restore_"
-OLD_PREFIX = "upkeep_replaced_"
+TEMP_PREFIX = _restore.RESTORE_TEMP_PREFIX
+OLD_PREFIX = _restore.REPLACED_PREFIX
 MAX_LISTED_MISMATCHES = 10
 
 
@@ -359,10 +362,10 @@ class RestoreRun(object):
     def restore(self, conn, version_num, info, pg_restore, dump):
         token = uuid.uuid4().hex
         temp = TEMP_PREFIX + token[:16]
-        marker = "%s%s into %s %s" % (_restore.RESTORE_MARKER, self.manifest["backup_id"], self.target, token)
         started = time.monotonic()
         try:
-            _restore.create_database(conn, temp, marker, like=info)
+            _restore.create_marked_database(conn, temp, "restore", like=info, backup_id=self.manifest["backup_id"],
+                                            target=self.target, run_id=token)
         except _restore.RestoreError as exc:
             self.fail("%s; database '%s' was not changed" % (exc.message, self.target))
         self.result["changed"] = True

@@ -6,6 +6,7 @@ on disk is real (tests/unit/fake_backup.py), so the checksum level runs for real
 
 from __future__ import annotations
 
+import datetime
 import os
 from unittest import mock
 
@@ -17,6 +18,7 @@ from tests.unit.fake_backup import BACKUP_ID, TABLES, make_backup
 from tests.unit.module_helpers import run_module_main
 
 SECRET = "unit-Verify-Pa55word"
+CREATED = datetime.datetime(2026, 11, 23, 2, 15, 4, 118233, tzinfo=datetime.timezone.utc)
 CONN = {"login_host": "127.0.0.1", "login_port": 5432, "login_password": SECRET}
 
 # What pg_restore --list would print for the fake backup (12 entries, both tables with data).
@@ -78,7 +80,8 @@ class FakeServer:
             mock.patch.object(mod, "server_version_num", return_value=self.version_num),
             mock.patch.object(_restore, "can_create_databases", return_value=self.can_create),
             mock.patch.object(_restore, "database_info", side_effect=lambda conn, name: self.scratch),
-            mock.patch.object(_restore, "create_database", side_effect=self.record("create_database")),
+            mock.patch.object(_restore, "create_marked_database", side_effect=self.create_marked_database),
+            mock.patch.object(_restore, "set_comment", side_effect=self.record("set_comment")),
             mock.patch.object(_restore, "drop_database", side_effect=self.record("drop_database")),
             mock.patch.object(_restore, "run_restore", side_effect=self.record("run_restore", 1.5)),
         ]
@@ -86,6 +89,11 @@ class FakeServer:
     def open_connection(self, params, autocommit=True):
         self.calls.append(("open_connection", params.get("login_db")))
         return self.conn
+
+    def create_marked_database(self, conn, name, kind, like=None, **fields):
+        comment = _restore.format_mark(kind, CREATED, **fields)
+        self.calls.append(("create_database", name, comment))
+        return comment
 
     def record(self, name, value=None):
         def call(*args, **kwargs):
@@ -397,8 +405,10 @@ def test_marker_comment_names_backup(backup, tools):
         run(dict(CONN, path=backup, level="restore"), server)
     name, comment = [call for call in server.calls if call[0] == "create_database"][0][1:3]
     assert name == "upkeep_verify_daily_20261123t021500z"
-    assert comment.startswith("upkeep.runbooks scratch restore of %s " % BACKUP_ID)
-    assert len(comment.split()) == 6  # marker words, backup id, uuid
+    assert comment.startswith("upkeep.runbooks scratch restore of {")  # the prefix every version recognises
+    mark = _restore.parse_mark(comment)
+    assert (mark["kind"], mark["format"], mark["backup_id"], mark["source"]) == ("scratch", "json", BACKUP_ID, "app")
+    assert mark["created"] == CREATED and mark["kept"] is False and len(mark["run_id"]) == 36
 
 
 def test_keep_leaves_the_scratch(backup, tools):
@@ -406,6 +416,28 @@ def test_keep_leaves_the_scratch(backup, tools):
     with mock.patch.object(mod.Verification, "inspect_restored", return_value=True):
         result = run(dict(CONN, path=backup, level="restore", keep=True), server)
     assert result["kept"] is True and "drop_database" not in server.names()
+    # The mark now says it was kept on purpose (a sweep leaves it alone), with its creation time unchanged.
+    name, comment = [call for call in server.calls if call[0] == "set_comment"][-1][1:]
+    mark = _restore.parse_mark(comment)
+    assert name == "upkeep_verify_daily_20261123t021500z" and mark["kept"] is True and mark["created"] == CREATED
+    assert mark["run_id"] == _restore.parse_mark(server.calls[1][2])["run_id"]
+
+
+def test_reuses_a_leftover_with_a_new_mark(backup, tools):
+    old = _restore.format_mark("scratch", CREATED, backup_id="x", run_id="r", source="app")
+    server = FakeServer(scratch={"name": "s", "comment": old, "sessions": 0})
+    with mock.patch.object(mod.Verification, "inspect_restored", return_value=True):
+        result = run(dict(CONN, path=backup, level="restore", scratch_database="s"), server)
+    assert not result.failed, result
+    assert server.names().index("drop_database") < server.names().index("create_database")
+
+
+def test_refuses_a_pg_restore_temporary_as_scratch(backup, tools):
+    mark = _restore.format_mark("restore", CREATED, backup_id="x", run_id="r", target="app")
+    server = FakeServer(scratch={"name": "s", "comment": mark, "sessions": 0})
+    result = run(dict(CONN, path=backup, level="restore", scratch_database="s"), server)
+    assert result.failed and "not an upkeep.runbooks scratch" in result["msg"]
+    assert "drop_database" not in server.names()
 
 
 def test_failed_restore_fails_and_drops_scratch(backup, tools):

@@ -6,6 +6,7 @@ server, pg_restore and every database-level statement are mocked at module_utils
 
 from __future__ import annotations
 
+import datetime
 import os
 from unittest import mock
 
@@ -17,6 +18,7 @@ from tests.unit.fake_backup import BACKUP_ID, make_backup
 from tests.unit.module_helpers import run_module_main
 
 SECRET = "unit-Restore-Pa55word"
+CREATED = datetime.datetime(2026, 11, 23, 2, 15, 4, 118233, tzinfo=datetime.timezone.utc)
 CONN = {"login_host": "127.0.0.1", "login_port": 5432, "login_password": SECRET}
 
 
@@ -65,7 +67,7 @@ class FakeServer:
             mock.patch.object(_restore, "can_create_databases", return_value=self.can_create),
             mock.patch.object(_restore, "database_info", side_effect=self.database_info),
             mock.patch.object(_restore, "object_count", side_effect=self.object_count),
-            mock.patch.object(_restore, "create_database", side_effect=self.create_database),
+            mock.patch.object(_restore, "create_marked_database", side_effect=self.create_marked_database),
             mock.patch.object(_restore, "copy_database_properties", side_effect=self.record("copy_properties")),
             mock.patch.object(_restore, "run_restore", side_effect=self.run_restore),
             mock.patch.object(_restore, "set_allow_connections", side_effect=self.record("allow_connections")),
@@ -90,9 +92,11 @@ class FakeServer:
     def object_count(self, params, name):
         return self.databases[name]["objects"]
 
-    def create_database(self, conn, name, comment, like=None):
+    def create_marked_database(self, conn, name, kind, like=None, **fields):
+        comment = _restore.format_mark(kind, CREATED, **fields)
         self.calls.append(("create_database", name, comment, like))
         self.databases[name] = existing(name, objects=0, comment=comment)
+        return comment
 
     def run_restore(self, argv, dump, workspace, env, secrets=None):
         self.calls.append(("run_restore", argv, env))
@@ -277,7 +281,10 @@ def test_new_target_is_restored_under_a_temporary_name_then_renamed(backup):
     assert names == ["open_connection", "create_database", "run_restore", "swap_databases", "set_comment"]
     _, temp, comment, like = server.calls[1]
     assert temp.startswith("upkeep_restore_") and like is None
-    assert comment.startswith("upkeep.runbooks restore in progress of %s into app " % BACKUP_ID)
+    mark = _restore.parse_mark(comment)
+    assert comment.startswith("upkeep.runbooks restore in progress of {")
+    assert (mark["kind"], mark["format"], mark["backup_id"], mark["target"]) == ("restore", "json", BACKUP_ID, "app")
+    assert temp == "upkeep_restore_" + mark["run_id"][:16] and len(mark["run_id"]) == 32
     argv, env = server.calls[2][1:]
     assert "--exit-on-error" in argv and "--jobs=3" in argv and "--no-owner" in argv
     assert "--dbname=dbname='%s'" % temp in argv
