@@ -958,8 +958,8 @@ def _file_created(conn, entry):
     try:
         row = _postgres.query_one(conn, SQL_FILE_TIME, {"path": "base/%d/PG_VERSION" % entry["oid"]})
     except _postgres.PostgresError as exc:
-        return None, ("its files cannot be read to tell (pg_stat_file needs a superuser, or GRANT EXECUTE ON "
-                      "FUNCTION pg_stat_file(text, boolean) to the login role): %s" % exc.message)
+        return None, ("its files cannot be read to tell: pg_stat_file needs a superuser, or GRANT EXECUTE ON "
+                      "FUNCTION pg_stat_file(text, boolean) to the login role: %s" % exc.message)
     if not row or row["modified"] is None:
         return None, "its PG_VERSION file was not found"
     return row["modified"], None
@@ -1004,43 +1004,50 @@ def _kind_label(kind):
     return {"scratch": "pg_backup_verify scratch database", "restore": "pg_restore temporary database"}[kind]
 
 
+def _sessions(count):
+    return "%d session%s connected" % (count, "" if count == 1 else "s")
+
+
 def _keep_reason(entry, age, older_than, kinds, protected, login_db):
-    """``(reason, warn)`` for keeping a database, or None when it is a leftover to drop."""
+    """``(reason, warn)`` for keeping a database, or None when it is a leftover to drop.
+
+    Reasons hold no parentheses: reports list them as ``name (reason)``.
+    """
     name, mark = entry["name"], entry["mark"]
     if entry.get("is_template"):
-        return "it is a template database", False
+        return "a template database", False
     if name in SYSTEM_DATABASES:
-        return "it is a system database", False
+        return "a system database", False
     if login_db and name == login_db:
-        return "it is login_db, the database the sweep connects through", False
+        return "login_db, the database the sweep connects through", False
     if name in protected:
-        return "it is listed in protected_databases", False
+        return "listed in protected_databases", False
     if mark is None:
-        return ("it is not marked: its comment is %s, not an upkeep.runbooks mark, and a name alone never makes "
-                "a database a leftover" % _describe_comment(entry.get("comment"))), False
+        return ("not marked: its comment is %s, and a name alone never makes a database a leftover"
+                % _describe_comment(entry.get("comment"))), False
     if mark["kind"] not in kinds:
-        return "it is a %s and marks does not include %s" % (_kind_label(mark["kind"]), mark["kind"]), False
+        return "a %s, and marks does not include %s" % (_kind_label(mark["kind"]), mark["kind"]), False
     if mark["kind"] == "scratch" and mark["source"] == name:
         return "its mark names it as the source database of the backup restored into it", True
     if mark["kind"] == "restore":
         if mark["target"] == name:
-            return ("it carries the name of the database its restore was for (pg_restore renamed it into place "
-                    "and had not yet cleared the mark): check it and clear its comment"), True
+            return ("it has the name of the database its restore was for, so pg_restore renamed it into place "
+                    "before clearing the mark: check it and clear its comment"), True
         expected = RESTORE_TEMP_PREFIX + (mark["run_id"] or "")[:16]
         if not mark["run_id"] or name != expected:
-            return ("its name is not the temporary name its mark gives (%s): it was renamed, so it is not "
-                    "treated as a leftover" % (expected if mark["run_id"] else RESTORE_TEMP_PREFIX + "<run id>")), True
+            return ("its name is not %s, the temporary name its mark gives, so it was renamed and is no leftover"
+                    % (expected if mark["run_id"] else RESTORE_TEMP_PREFIX + "<run id>")), True
     if mark["kept"]:
-        return "pg_backup_verify kept it on purpose (keep=true); drop it by hand when it is no longer needed", False
+        return "pg_backup_verify kept it on purpose with keep=true; drop it by hand when done with it", False
     if age is None:
-        return ("its age is unknown: its mark holds no creation time (written by an older version of "
-                "upkeep.runbooks) and %s" % (entry.get("age_problem") or "no other source gave one")), True
+        return ("age unknown: its mark, written by an older version of upkeep.runbooks, holds no creation time, "
+                "and %s" % (entry.get("age_problem") or "no other source gave one")), True
     if age < older_than:
-        return ("it is %s old, younger than the limit of %s: a restore may still be running in it"
+        return ("%s old, younger than the limit of %s: a restore may still be running in it"
                 % (human_duration(age), human_duration(older_than))), False
     if entry.get("sessions"):
-        return ("%d session(s) are connected to it; a database in use is never dropped (is a restore still "
-                "running, or is someone looking at it?)" % entry["sessions"]), True
+        return ("%s: a database in use is never dropped; is a restore still running, or is someone looking at it?"
+                % _sessions(entry["sessions"])), True
     return None
 
 
@@ -1082,7 +1089,7 @@ def plan_sweep(databases, now, older_than, kinds=("scratch",), protected=(), log
         if kept:
             decision.update(action="keep", reason=kept[0], warn=kept[1])
         else:
-            decision.update(action="remove", warn=False, reason="%s, %s old (limit %s), no session connected" % (
+            decision.update(action="remove", warn=False, reason="%s, %s old, limit %s, no session connected" % (
                 _kind_label(mark["kind"]), human_duration(age), human_duration(older_than)))
         plan.append(decision)
     return plan
@@ -1102,17 +1109,16 @@ def drop_leftover(conn, decision):
     except _postgres.PostgresError as exc:
         return "Failed to look it up again before dropping it: %s" % exc.message, True
     if now is None:
-        return "it was already gone when its turn came (dropped by someone else meanwhile)", False
+        return "already gone when its turn came: dropped by someone else meanwhile", False
     if now["oid"] != decision["oid"] or now["comment"] != decision["comment"]:
-        return "it changed after it was examined (dropped and created again?); left for the next sweep", True
+        return "changed after it was examined, so it may have been created again: left for the next sweep", True
     if now["sessions"]:
-        return ("%d session(s) connected to it after it was examined; a database in use is never dropped"
-                % now["sessions"]), True
+        return "%s after it was examined: a database in use is never dropped" % _sessions(now["sessions"]), True
     try:
         _postgres.execute(conn, _postgres.sql("DROP DATABASE {0}").format(_postgres.identifier(name)))
     except _postgres.PostgresError as exc:
         if exc.sqlstate == SQLSTATE_OBJECT_IN_USE:
-            return "a session connected to it just before the drop; a database in use is never dropped", True
+            return "a session connected just before the drop: a database in use is never dropped", True
         return "Failed to drop it: %s" % exc.message, True
     return None
 

@@ -181,7 +181,7 @@ removed:
     reason:
       description: Why it was dropped or kept, in a sentence.
       type: str
-      sample: pg_backup_verify scratch database, 7h 2m old (limit 6h), no session connected
+      sample: pg_backup_verify scratch database, 7h 2m old, limit 6h, no session connected
     warn:
       description:
         - Whether an operator should look at it. True for a marked database kept because it is in use, its age is
@@ -216,7 +216,7 @@ kept:
       size_bytes: 8110883
       sessions: 3
       outcome: kept
-      reason: "it is 5m 12s old, younger than the limit of 6h: a restore may still be running in it"
+      reason: "5m 12s old, younger than the limit of 6h: a restore may still be running in it"
       warn: false
 msg:
   description: What the sweep did, in a sentence or two.
@@ -225,7 +225,7 @@ msg:
   sample: >-
     removed 1 leftover database older than 6h on /var/run/postgresql/.s.PGSQL.5432:
     upkeep_verify_daily_20261123t021500z (7h 2m old, 18.4 MiB); kept 1: upkeep_verify_daily_20261130t021500z
-    (it is 5m 12s old, younger than the limit of 6h: a restore may still be running in it)
+    (5m 12s old, younger than the limit of 6h: a restore may still be running in it)
 diff:
   description: The marked databases before and after the sweep; returned in diff mode.
   returned: when diff mode is on
