@@ -806,7 +806,8 @@ def format_mark(kind, created, **fields):
 def parse_mark(comment):
     """The mark in a database comment as a dict, or None when the comment is no mark of this collection.
 
-    Keys: ``kind`` (``scratch``/``restore``), ``format``, ``created`` (aware datetime or None),
+    Keys: ``kind`` (``scratch``/``restore``), ``format``, ``version`` (``v`` of a JSON mark),
+    ``created`` (aware datetime or None),
     ``backup_id``, ``run_id``, ``source`` (the backup's source database), ``target`` (the database a
     pg_restore run was for), ``kept`` (pg_backup_verify keep=true) and ``fields`` (the JSON as read).
     ``format`` is ``json`` for marks that carry their creation time and ``legacy`` for the marks
@@ -822,7 +823,7 @@ def parse_mark(comment):
     else:
         return None
     rest = comment[len(prefix):]
-    mark = {"kind": kind, "format": "legacy", "created": None, "backup_id": None, "run_id": None,
+    mark = {"kind": kind, "format": "legacy", "version": None, "created": None, "backup_id": None, "run_id": None,
             "source": None, "target": None, "kept": False, "fields": {}}
     data = None
     if rest.startswith("{"):
@@ -831,7 +832,8 @@ def parse_mark(comment):
         except ValueError:
             data = None
     if isinstance(data, dict):
-        mark.update(format="json", fields=data, created=parse_time(data.get("created")), kept=data.get("kept") is True)
+        mark.update(format="json", fields=data, version=data.get("v"), created=parse_time(data.get("created")),
+                    kept=data.get("kept") is True)
         for key in ("backup_id", "run_id", "source", "target"):
             value = data.get(key)
             mark[key] = value if isinstance(value, str) else None
@@ -1027,6 +1029,9 @@ def _keep_reason(entry, age, older_than, kinds, protected, login_db):
                 % _describe_comment(entry.get("comment"))), False
     if mark["kind"] not in kinds:
         return "a %s, and marks does not include %s" % (_kind_label(mark["kind"]), mark["kind"]), False
+    if mark["format"] == "json" and mark["version"] != MARK_VERSION:
+        return ("its mark has version %s, which this version of upkeep.runbooks does not know: a newer version "
+                "should sweep it" % json.dumps(mark["version"])), True
     if mark["kind"] == "scratch" and mark["source"] == name:
         return "its mark names it as the source database of the backup restored into it", True
     if mark["kind"] == "restore":

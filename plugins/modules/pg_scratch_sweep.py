@@ -21,12 +21,12 @@ description:
     whose comment is no mark is never dropped, whatever it is called; one whose name starts with
     C(upkeep_verify_), C(upkeep_restore_) or C(upkeep_replaced_) but carries no mark is listed in RV(kept)
     with the reason.
-  - A marked database is dropped only when all of these hold. Its mark is of a kind listed in O(marks). It is
-    not a template, not C(postgres), C(template0), C(template1), not O(login_db) and not in
-    O(protected_databases). Its mark does not name it as the backup's source database or the restore's target.
-    A C(pg_restore) temporary database still has the name its mark gives. C(pg_backup_verify) did not keep it on
-    purpose (O(upkeep.runbooks.pg_backup_verify#module:keep=true)). Its age is known and at least O(older_than).
-    No session is connected to it.
+  - A marked database is dropped only when all of these hold. Its mark is of a kind listed in O(marks), and of a
+    version of the mark format this module knows. It is not a template, not C(postgres), C(template0),
+    C(template1), not O(login_db) and not in O(protected_databases). Its mark does not name it as the backup's
+    source database or the restore's target. A C(pg_restore) temporary database still has the name its mark
+    gives. C(pg_backup_verify) did not keep it on purpose (O(upkeep.runbooks.pg_backup_verify#module:keep=true)).
+    Its age is known and at least O(older_than). No session is connected to it.
   - The age is the server's clock now minus the creation time in the mark, which is the server's clock when
     the database was created. Marks written by earlier versions of the collection hold no time; for them the
     modification time of the database's C(PG_VERSION) file, which C(CREATE DATABASE) writes, is used (read with

@@ -244,6 +244,14 @@ def test_restore_temporaries_need_marks_restore_and_their_own_name():
     assert both["shop"]["action"] == "keep" and "renamed it into place" in both["shop"]["reason"]
 
 
+@pytest.mark.parametrize("version", [2, None, "1"])
+def test_a_mark_of_an_unknown_version_stays(version):
+    comment = _restore.SCRATCH_MARKER + _restore.json.dumps(
+        {"v": version, "created": "2026-11-20T00:00:00Z", "run_id": "r", "backup_id": "b"})
+    decided = plan([database("upkeep_verify_future", comment)], older_than=0)["upkeep_verify_future"]
+    assert decided["action"] == "keep" and decided["warn"] is True and "does not know" in decided["reason"]
+
+
 def test_scratch_marks_can_be_left_out():
     decided = plan([database("upkeep_verify_x", scratch_mark(7))], kinds=["restore"])["upkeep_verify_x"]
     assert decided["action"] == "keep" and "marks does not include scratch" in decided["reason"]
