@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from ansible_collections.upkeep.runbooks.plugins.module_utils import _restore
 from psycopg import sql
 
 from tests.fixtures.postgres import ClusterFactory
@@ -264,7 +265,10 @@ def test_kept_scratch_is_reused_by_the_next_run(clusters, backups):
         assert res.rc == 0 and res["kept"] is True, res
         comment = dr.scalar("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                             (name,))
-        assert comment.startswith("upkeep.runbooks scratch restore of %s " % res["backup_id"])
+        assert comment.startswith("upkeep.runbooks scratch restore of {")
+        mark = _restore.parse_mark(comment)
+        assert (mark["kind"], mark["backup_id"], mark["source"]) == ("scratch", res["backup_id"], AWKWARD_DB)
+        assert mark["kept"] is True and mark["created"] is not None  # kept on purpose: a sweep leaves it
         assert dr.scalar('SELECT count(*) FROM public."UPPER"', dbname=name) == 250
 
         res = verify(dr, backups["zstd"], "restore", scratch_database=name)
