@@ -154,12 +154,8 @@ def get_zone(name):
     try:
         return _zoneinfo.ZoneInfo(name.strip())
     except (_zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        hint = ""
-        try:
-            if not _zoneinfo.available_timezones():
-                hint = " (no time zone database was found: install the tzdata package)"
-        except Exception:  # noqa: BLE001 - only decides whether to add the hint  # pragma: no cover
-            pass
+        hint = "" if _zoneinfo.available_timezones() else (
+            " (no time zone database was found: install the tzdata package)")
         raise ValueError("unknown time zone %r%s" % (name, hint)) from None
 
 
@@ -262,15 +258,26 @@ def _lines(text):
 
 
 def _check_lines(text):
-    """Only one RRULE and at most one DTSTART; returns (has_dtstart, rrule_text). ValueError."""
+    """Only one RRULE and at most one DTSTART.
+
+    Returns (text for rrulestr, has_dtstart, RRULE parts). Property and parameter names are
+    case-insensitive (RFC 5545); they are upper-cased here because dateutil only finds an
+    upper-case TZID, while the zone name keeps its case. ValueError with the cause.
+    """
     dtstart = None
     rules = []
+    lines = []
     for line in _lines(text):
         if ":" in line:
             head, value = line.split(":", 1)
         else:
             head, value = "RRULE", line
         name = head.split(";", 1)[0].upper()
+        params = []
+        for param in head.split(";")[1:]:
+            key, _sep, val = param.partition("=")
+            params.append("%s=%s" % (key.upper(), val))
+        lines.append(";".join([name] + params) + ":" + value)
         if name == "DTSTART":
             if dtstart is not None:
                 raise ValueError("the rule has more than one DTSTART")
@@ -300,7 +307,7 @@ def _check_lines(text):
         raise ValueError("FREQ=%s is too fine for a maintenance window: use HOURLY or coarser" % parts["FREQ"])
     if "COUNT" in parts and "UNTIL" in parts:
         raise ValueError("COUNT and UNTIL must not both be given (RFC 5545)")
-    return dtstart is not None, parts
+    return "\n".join(lines), dtstart is not None, parts
 
 
 def _check_without_dtstart(parts):
@@ -339,14 +346,14 @@ def parse_rule(text, timezone=None):
     if not isinstance(text, str) or not text.strip():
         raise ValueError("rrule is required (e.g. 'DTSTART;TZID=Europe/Berlin:20260105T220000\\n"
                          "RRULE:FREQ=WEEKLY;BYDAY=TU,TH')")
-    has_dtstart, parts = _check_lines(text)
+    text, has_dtstart, parts = _check_lines(text)
     zone = get_zone(timezone) if timezone is not None else None
     if not has_dtstart:
         if zone is None:
             raise ValueError("no time zone: give timezone, or a DTSTART;TZID=<zone>:... line in the rule")
         _check_without_dtstart(parts)
     try:
-        rule = _rrule.rrulestr(text.strip(), dtstart=None if has_dtstart else _ANCHOR.replace(tzinfo=zone),
+        rule = _rrule.rrulestr(text, dtstart=None if has_dtstart else _ANCHOR.replace(tzinfo=zone),
                                tzids=_tz_lookup)
     except _BadZone as exc:
         raise ValueError("TZID: %s" % exc) from None
@@ -502,7 +509,9 @@ class Freeze(object):
 def iso(when):
     """ISO 8601 with the offset, whole seconds; UTC as Z."""
     text = when.replace(microsecond=0).isoformat()
-    return text[:-6] + "Z" if when.utcoffset() == datetime.timedelta(0) and when.tzinfo is UTC else text
+    if when.utcoffset() == datetime.timedelta(0) and when.tzname() == "UTC":
+        return text[:-6] + "Z"
+    return text
 
 
 def _clock(when, now):
