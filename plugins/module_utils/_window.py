@@ -315,7 +315,8 @@ def _check_without_dtstart(parts):
     freq = parts["FREQ"]
     if "COUNT" in parts:
         raise ValueError("COUNT needs a DTSTART to count from")
-    if int(parts.get("INTERVAL", "1") or "1") > 1:
+    interval = parts.get("INTERVAL", "1")
+    if interval.isdigit() and int(interval) > 1:
         raise ValueError("INTERVAL greater than 1 needs a DTSTART to count from")
     if freq in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY") and "BYHOUR" not in parts:
         raise ValueError("a rule without DTSTART must give the start time with BYHOUR (and BYMINUTE), "

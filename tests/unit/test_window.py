@@ -683,6 +683,8 @@ BAD_WINDOWS = [
      "BYHOUR (and BYMINUTE), e.g. FREQ=WEEKLY;BYDAY=TU;BYHOUR=22;BYMINUTE=0"),
     (window(rrule="FREQ=WEEKLY;INTERVAL=2;BYDAY=TU;BYHOUR=22", timezone="Europe/Berlin"),
      "Failed to read maintenance window 'weekly-patch': INTERVAL greater than 1 needs a DTSTART to count from"),
+    (window(rrule="FREQ=DAILY;INTERVAL=two;BYHOUR=22", timezone="Europe/Berlin"),
+     "Failed to read maintenance window 'weekly-patch': invalid rule: invalid 'INTERVAL': TWO"),
     (window(rrule="FREQ=DAILY;COUNT=3;BYHOUR=22", timezone="Europe/Berlin"),
      "Failed to read maintenance window 'weekly-patch': COUNT needs a DTSTART to count from"),
     (window(duration="4h", cutoff="4h"),
