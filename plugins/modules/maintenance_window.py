@@ -179,42 +179,41 @@ seealso:
 """
 
 EXAMPLES = r"""
-# First play of a runbook that changes production: stop here unless a new host may start.
-- name: Check the maintenance window
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Is a patch run allowed now?
-      upkeep.runbooks.maintenance_window:
-        windows:
-          - name: weekly-patch
-            rrule: |
-              DTSTART;TZID=Europe/Berlin:20260105T220000
-              RRULE:FREQ=WEEKLY;BYDAY=TU,TH
-            duration: 4h
-            cutoff: 45m
-        freezes:
-          - name: year-end freeze
-            start: "2026-12-18"
-            end: "2027-01-03"
-            reason: no changes over the holidays
-        excluded_dates: ["2026-12-31"]
-        fail_outside: true
-      register: window
+# First task of the first play of a runbook that changes production (a play on localhost):
+# stop the run here unless a new host may start.
+- name: Is a patch run allowed now?
+  upkeep.runbooks.maintenance_window:
+    windows:
+      - name: weekly-patch
+        rrule: |
+          DTSTART;TZID=Europe/Berlin:20260105T220000
+          RRULE:FREQ=WEEKLY;BYDAY=TU,TH
+        duration: 4h
+        cutoff: 45m
+    freezes:
+      - name: year-end freeze
+        start: "2026-12-18"
+        end: "2027-01-03"
+        reason: no changes over the holidays
+    excluded_dates: ["2026-12-31"]
+    fail_outside: true
+  register: window
 
-# Inside a play on the hosts: ask once, on the controller, before each batch.
+# Inside a play on the hosts: ask once, on the controller, before each batch, with the time the
+# rollout started (the first play kept the module's "now" in window_started_at on localhost).
 - name: Ask whether another host may start
   upkeep.runbooks.maintenance_window:
-    windows: "{{ patching_windows }}"
-    freezes: "{{ patching_freezes | default([]) }}"
-    started_at: "{{ patching_started_at }}"
+    windows: "{{ upkeep_maintenance_windows }}"
+    freezes: "{{ upkeep_change_freezes | default([]) }}"
+    excluded_dates: "{{ upkeep_excluded_dates | default([]) }}"
+    started_at: "{{ hostvars['localhost'].window_started_at }}"
   delegate_to: localhost
   run_once: true
-  register: window
+  register: window_now
 
 - name: Leave the hosts not started yet for the next window
   ansible.builtin.meta: end_play
-  when: not window.may_start
+  when: not window_now.may_start
 
 # A window without DTSTART: the first Sunday of every month, 01:00-05:00 in New York,
 # plus a daily evening window in Singapore.
@@ -236,14 +235,16 @@ EXAMPLES = r"""
 # "What if": would the run at this time be allowed?
 - name: Check a planned time
   upkeep.runbooks.maintenance_window:
-    windows: "{{ patching_windows }}"
+    windows: "{{ upkeep_maintenance_windows }}"
     now: "2026-12-08T21:30:00Z"
   register: planned
 
-# Keep the answer for the run report.
+# Keep the answer for the run report (list window_results in the report role's report_result_vars
+# and include localhost in its report_host_pattern), and the rollout's start time.
 - name: Record the window check
   ansible.builtin.set_fact:
-    patching_results: "{{ patching_results | default([]) + [window.result] }}"
+    window_results: "{{ [window.result] }}"
+    window_started_at: "{{ window.now }}"
 """
 
 RETURN = r"""

@@ -867,3 +867,17 @@ def test_module_yaml_dates_arrive_as_text():
     freeze = {"name": "year-end freeze", "start": datetime.date(2026, 12, 18), "end": datetime.date(2027, 1, 3)}
     answer = w.evaluate([WEEKLY], [freeze], [datetime.date(2026, 12, 24)], now="2026-12-20T12:00:00Z")
     assert answer["frozen"]["end"] == "2027-01-04T00:00:00+01:00"
+
+
+def test_every_returned_key_is_documented():
+    import yaml  # noqa: PLC0415 - only this test reads the documentation
+
+    documented = yaml.safe_load(maintenance_window.RETURN)
+    args = dict(MODULE_ARGS, now="2026-12-22T22:00:00Z", started_at="2026-12-17T21:10:00Z", freezes=[YEAR_END])
+    result = run_module_main(maintenance_window, args)
+    returned = {k: v for k, v in result.items() if k not in ("changed", "invocation", "failed", "msg")}
+    assert set(returned) == set(documented)
+    for key, value in returned.items():
+        if isinstance(value, dict) and "contains" in documented[key]:
+            assert set(value) == set(documented[key]["contains"]), key
+    assert set(result["next_window"]) == set(documented["next_window"]["contains"])
