@@ -29,6 +29,10 @@ Efficiency: dateutil's ``after``/``xafter`` walk a rule from its DTSTART. For ru
 repeat by the hour, day or week and have no COUNT, the DTSTART is moved forward by a whole
 number of intervals to just before the time of interest (``_rebased``), which keeps every
 later occurrence and makes each search cost a few occurrences, not years of them.
+
+dateutil's rrule keeps its parts only as attributes with a leading underscore (``_dtstart``,
+``_until``, ``_freq``, ``_interval``, ``_count``); they have been stable since dateutil 2.7 and
+are read here, never written (``replace()`` makes the changed copies).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -195,32 +199,31 @@ def parse_instant(value, what):
 
 
 def _parse_local(value, zone, is_end):
-    """A freeze bound: a date (start: its 00:00; end: 00:00 of the next day, so the date is
-    included) or a datetime (with an offset, or local to ``zone``). Returns (aware UTC, is_date)."""
-    if isinstance(value, datetime.datetime):
+    """A freeze bound as an aware UTC datetime: a date (start: its 00:00; end: 00:00 of the next
+    day, so the date is included) or a date and time (with an offset, or local to ``zone``).
+    ValueError for a bad value; LookupError when it needs a zone and ``zone`` is None."""
+    cause = "expected a date (2026-12-18) or a date and time (2026-12-18T18:00:00+01:00), got %r" % (value,)
+    if isinstance(value, (datetime.date, datetime.datetime)):
         when = value
-    elif isinstance(value, datetime.date):
-        when = value
-    elif isinstance(value, str) and _DATE.match(value.strip()):
-        when = datetime.date.fromisoformat(value.strip())
     elif isinstance(value, str) and value.strip():
+        text = value.strip()
         try:
-            when = datetime.datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", value.strip()))
+            if _DATE.match(text):
+                when = datetime.date.fromisoformat(text)
+            else:
+                when = datetime.datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", text))
         except ValueError:
-            raise ValueError("expected a date (2026-12-18) or a date and time "
-                             "(2026-12-18T18:00:00+01:00), got %r" % (value,)) from None
+            raise ValueError(cause) from None
     else:
-        raise ValueError("expected a date (2026-12-18) or a date and time "
-                         "(2026-12-18T18:00:00+01:00), got %r" % (value,))
-    is_date = not isinstance(when, datetime.datetime)
-    if is_date:
+        raise ValueError(cause)
+    if not isinstance(when, datetime.datetime):
         day = when + datetime.timedelta(days=1) if is_end else when
         when = datetime.datetime(day.year, day.month, day.day)
     if when.tzinfo is None:
         if zone is None:
             raise LookupError()
         when = when.replace(tzinfo=zone)
-    return when.astimezone(UTC), is_date
+    return when.astimezone(UTC)
 
 
 def parse_dates(values, what):
@@ -390,14 +393,10 @@ def parse_rule(text, timezone=None):
     return rule, zone
 
 
-_STEPS = {}
-
-
 def _step(freq):
-    if not _STEPS and _rrule is not None:
-        _STEPS.update({_rrule.HOURLY: datetime.timedelta(hours=1), _rrule.DAILY: datetime.timedelta(days=1),
-                       _rrule.WEEKLY: datetime.timedelta(weeks=1)})
-    return _STEPS.get(freq)
+    """The length of one interval of an HOURLY, DAILY or WEEKLY rule in wall-clock time, else None."""
+    return {_rrule.HOURLY: datetime.timedelta(hours=1), _rrule.DAILY: datetime.timedelta(days=1),
+            _rrule.WEEKLY: datetime.timedelta(weeks=1)}.get(freq)
 
 
 def _rebased(rule, when_utc):
@@ -621,14 +620,16 @@ def _parse_freeze(item, zones):
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ValueError("name is required")
-    zone = get_zone(item["timezone"]) if item.get("timezone") is not None else (zones[0] if len(zones) == 1
-                                                                                 else None)
+    if item.get("timezone") is not None:
+        zone = get_zone(item["timezone"])
+    else:
+        zone = zones[0] if len(zones) == 1 else None
     bounds = []
     for key in ("start", "end"):
         if item.get(key) in (None, ""):
             raise ValueError("%s is required" % key)
         try:
-            bounds.append(_parse_local(item[key], zone, key == "end")[0])
+            bounds.append(_parse_local(item[key], zone, key == "end"))
         except LookupError:
             raise ValueError("%s %r has no offset and the windows use several time zones (%s): give the "
                              "freeze a timezone" % (key, item[key], ", ".join(_zone_name(z) for z in zones))) from None

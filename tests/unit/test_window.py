@@ -753,6 +753,9 @@ def test_invalid_top_level_messages():
     ({"name": "f", "start": "18.12.2026", "end": "2027-01-03"},
      "Failed to read freeze period 'f': start: expected a date (2026-12-18) or a date and time "
      "(2026-12-18T18:00:00+01:00), got '18.12.2026'"),
+    ({"name": "f", "start": "2026-12-18", "end": "2027-02-30"},
+     "Failed to read freeze period 'f': end: expected a date (2026-12-18) or a date and time "
+     "(2026-12-18T18:00:00+01:00), got '2027-02-30'"),
     ({"name": "f", "start": "2026-12-18"},
      "Failed to read freeze period 'f': end is required"),
     ({"name": "f", "start": "2026-12-18", "end": "2027-01-03", "timezone": "Mars/Olympus"},
