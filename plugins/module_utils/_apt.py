@@ -540,7 +540,8 @@ class AptHost(object):
         rc, out, err = self.apt_get("-y", "--download-only", *self._install_args(specs, allow_downgrades, allow_held))
         if rc != 0:
             detail = "; ".join(apt_errors(out, err)[:KEEP_OUTPUT]) or (err or out).strip()[-2000:]
-            raise AptError("Failed to download the packages on %s: %s" % (self.host, detail), phase="download")
+            raise AptError("Failed to download the packages on %s: %s; nothing was installed" % (self.host, detail),
+                          phase="download")
 
     def install(self, specs, allow_downgrades=False, allow_held=False, removals=()):
         """Install from the archives already downloaded (``--no-download``); returns apt-get's output."""
@@ -645,13 +646,47 @@ class AptHost(object):
             reasons.append("upgraded packages that need a reboot: %s" % ", ".join(flagged))
         return bool(reasons), reasons
 
-    def services_to_restart(self, changed):
-        """Units to restart after a change: needrestart's list when installed, plus the active units
-        the changed packages ship. ``changed`` is ``[(name, architecture)]``."""
-        units = []
-        for name, arch in changed:
-            units.extend(self.unit_files(name, arch))
-        found = set(self.active_units(units))
+    def changed_at(self, name, architecture=None):
+        """When dpkg last unpacked a package (the modification time of its file list), else None."""
+        for candidate in ("%s:%s.list" % (name, architecture or self.architecture), "%s.list" % name):
+            try:
+                return os.stat(os.path.join(self.info_dir, candidate)).st_mtime
+            except OSError:
+                continue
+        return None
+
+    def unit_states(self, units):
+        """{unit: (active state, unix time it became active or None)} from ``systemctl show``."""
+        units = sorted(set(units))
+        if not units or not self.systemd_running():
+            return {}
+        rc, out, _err = self.run(["systemctl", "show", "--timestamp=unix", "-p", "Id", "-p", "ActiveState",
+                                  "-p", "ActiveEnterTimestamp"] + units, quiet_env=False)
+        states = {}
+        for block in out.strip().split("\n\n"):
+            fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            stamp = fields.get("ActiveEnterTimestamp", "").lstrip("@")
+            states[fields.get("Id")] = (fields.get("ActiveState"), int(stamp) if stamp.isdigit() else None)
+        return states
+
+    def stale_services(self, packages):
+        """Running services shipped by ``packages`` ([(name, architecture)]) that started before dpkg last
+        unpacked their package: they still run the old code and need a restart."""
+        shipped = {}
+        for name, arch in packages:
+            changed = self.changed_at(name, arch)
+            for unit in self.unit_files(name, arch):
+                shipped[unit] = max(shipped.get(unit) or 0, changed or 0)
+        stale = []
+        for unit, (state, started) in self.unit_states(list(shipped)).items():
+            if state in ("active", "activating", "reloading") and (started is None or started <= shipped[unit]):
+                stale.append(unit)
+        return sorted(stale)
+
+    def services_to_restart(self, packages):
+        """(services to restart, whether needrestart was asked): needrestart's list when it is installed,
+        plus the running services ``packages`` ship that started before their package was unpacked."""
+        found = set(self.stale_services(packages))
         answer = self.needrestart()
         if answer is not None:
             found.update(answer[0])

@@ -10,6 +10,11 @@ keyword arguments.
     res = run_module("pg_health_info", cluster.module_args(), check_mode=True)
     assert res["reachable"], res
     assert cluster.password not in res.stdout + res.stderr
+
+``command_prefix`` runs the module somewhere else, for example inside a container of the lab
+image: ``["podman", "exec", "-i", "-e", "PYTHONPATH=...", name]`` with ``python="python3"``
+(the container's interpreter). ``env`` then reaches only the prefix command; variables the module
+needs go into the prefix (``podman exec -e``).
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ def module_name(name):
     return "%s.%s" % (MODULE_PACKAGE, name)
 
 
-def run_module(name, args, check_mode=False, diff=False, env=None, timeout=120, python=None, cwd=None):
+def run_module(name, args, check_mode=False, diff=False, env=None, timeout=120, python=None, cwd=None,
+               command_prefix=None):
     """Run module ``name`` with ``args``; returns a ModuleResult (raises ModuleRunError on no JSON).
 
     ``env`` adds to (or, with a None value, removes from) the inherited environment; PG*
@@ -79,7 +85,10 @@ def run_module(name, args, check_mode=False, diff=False, env=None, timeout=120, 
         else:
             run_env[key] = str(value)
 
-    argv = [python or sys.executable, "-m", module_name(name)]
+    if command_prefix:
+        argv = list(command_prefix) + [python or "python3", "-m", module_name(name)]
+    else:
+        argv = [python or sys.executable, "-m", module_name(name)]
     proc = subprocess.run(
         argv,
         input=json.dumps({"ANSIBLE_MODULE_ARGS": payload}),
