@@ -43,6 +43,7 @@ file) all drive the same code.
 """
 
 import argparse
+import hashlib
 import http.server
 import json
 import os
@@ -333,8 +334,22 @@ class AptRepo(object):
         return self._state().get("step", 0)
 
     # -- key and aptly ---------------------------------------------------------------------
+    @property
+    def gnupg_home(self):
+        """The signing key's GnuPG home (0700). gpg-agent's socket lives in it and a Unix socket path
+        must stay short, so a deep work directory (pytest's) gets one in /tmp named after it."""
+        inside = self.path("gnupg")
+        if len(inside) < 80:
+            return inside
+        return "/tmp/upkeep-gnupg-%s" % hashlib.sha256(self.workdir.encode()).hexdigest()[:12]
+
     def _gpg_env(self):
-        return dict(os.environ, GNUPGHOME=self.path("gnupg"))
+        return dict(os.environ, GNUPGHOME=self.gnupg_home)
+
+    def _stop_agent(self):
+        """gpg and aptly start a gpg-agent for the key: stop it once they are done, none lingers."""
+        if os.path.isdir(self.gnupg_home):
+            run(["gpgconf", "--kill", "gpg-agent"], env=self._gpg_env(), check=False)
 
     def fingerprint(self):
         return self._state().get("fingerprint")
@@ -342,18 +357,22 @@ class AptRepo(object):
     def _make_key(self):
         if self.fingerprint() and os.path.exists(self.key_file):
             return
-        home = self.path("gnupg")
+        home = self.gnupg_home
         os.makedirs(home, mode=0o700, exist_ok=True)
         os.chmod(home, 0o700)
         params = ("%%no-protection\nKey-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\n"
                   "Name-Real: %s\nName-Email: %s\nExpire-Date: 0\n%%commit\n" % (KEY_NAME, KEY_EMAIL))
-        proc = subprocess.run(["gpg", "--batch", "--gen-key"], input=params, env=self._gpg_env(), text=True,
-                              capture_output=True, check=False)
-        if proc.returncode != 0:
-            raise RepoError("gpg --gen-key failed: %s" % proc.stderr.strip()[-2000:])
-        out = run(["gpg", "--batch", "--with-colons", "--list-secret-keys", KEY_EMAIL], env=self._gpg_env()).stdout
-        fingerprint = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
-        armour = run(["gpg", "--batch", "--armor", "--export", fingerprint], env=self._gpg_env()).stdout
+        try:
+            proc = subprocess.run(["gpg", "--batch", "--gen-key"], input=params, env=self._gpg_env(), text=True,
+                                  capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise RepoError("gpg --gen-key failed: %s" % proc.stderr.strip()[-2000:])
+            out = run(["gpg", "--batch", "--with-colons", "--list-secret-keys", KEY_EMAIL],
+                      env=self._gpg_env()).stdout
+            fingerprint = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+            armour = run(["gpg", "--batch", "--armor", "--export", fingerprint], env=self._gpg_env()).stdout
+        finally:
+            self._stop_agent()
         with open(self.key_file, "w") as handle:
             handle.write(armour)
         self._save(fingerprint=fingerprint)
@@ -383,6 +402,13 @@ class AptRepo(object):
         state = self._state()
         number = state.get("snapshots", 0) + 1
         key = "-gpg-key=" + self.fingerprint()
+        try:
+            self._publish_snapshots(state, number, key)
+        finally:
+            self._stop_agent()
+        self._save(snapshots=number, published=True)
+
+    def _publish_snapshots(self, state, number, key):
         for repo in (SUITE, SECURITY_SUITE):
             snapshot = "%s-%d" % (repo, number)
             self._aptly("snapshot", "create", snapshot, "from", "repo", repo)
@@ -392,7 +418,6 @@ class AptRepo(object):
                 self._aptly("publish", "snapshot", key, "-distribution=" + repo, "-origin=" + ORIGIN,
                             "-label=" + ("%s-security" % ORIGIN if repo == SECURITY_SUITE else ORIGIN),
                             snapshot)
-        self._save(snapshots=number, published=True)
 
     def publish(self, step):
         """Add the packages of steps up to `step` and publish new snapshots (one Release per call)."""
@@ -401,9 +426,11 @@ class AptRepo(object):
         if step <= done:
             raise RepoError("step %d is already published (newest: %d)" % (step, done))
         debs = build_debs(self.debs_dir)
-        for spec in package_specs():
-            if done < spec["step"] <= step:
-                self._aptly("repo", "add", spec["suite"], debs[(spec["name"], spec["version"])])
+        for suite in (SUITE, SECURITY_SUITE):
+            files = [debs[(spec["name"], spec["version"])] for spec in package_specs()
+                     if done < spec["step"] <= step and spec["suite"] == suite]
+            if files:
+                self._aptly("repo", "add", suite, *files)
         self._publish_current()
         self._save(step=step)
         return self
@@ -421,7 +448,6 @@ class AptRepo(object):
 
     def release_sha256(self, suite=SUITE):
         """SHA-256 of the published InRelease of `suite` (what a host downloads)."""
-        import hashlib
         with open(os.path.join(self.public_dir, "dists", suite, "InRelease"), "rb") as handle:
             return hashlib.sha256(handle.read()).hexdigest()
 
@@ -492,6 +518,13 @@ class AptRepo(object):
             os.unlink(self.path("server.pid"))
         except OSError:
             pass
+
+    def close(self):
+        """Stop the server and remove a GnuPG home kept outside the work directory (see gnupg_home)."""
+        self.stop()
+        self._stop_agent()
+        if not self.gnupg_home.startswith(self.workdir + os.sep):
+            shutil.rmtree(self.gnupg_home, ignore_errors=True)
 
     def hold(self):
         """From now on requests for .deb files wait (until release() or the server stops)."""

@@ -56,7 +56,7 @@ def planned(tmp_path_factory):
         yield host
     finally:
         host.remove()
-        repo.stop()
+        repo.close()
 
 
 def test_plan_lists_the_upgrade_with_origins_and_flags(planned):
@@ -263,14 +263,15 @@ def test_apply_refuses_a_removal_and_a_held_package(apt_repo_factory, apt_host_f
     assert res["msg"].startswith("Failed to check the apt actions for baseline")
     assert production.versions()["upkeep-testrm"] == "1.0-1" and "upkeep-testlegacy" in production.versions()
 
-    held = apt_host_factory(repo, install=BASE + ("upkeep-testrm=1.0-1",))
-    held.sh("apt-mark hold upkeep-testsvc")
-    res = apply(held, baseline=baseline)
+    # Without the conflicting package, a hold stops it instead.
+    production.sh("apt-get -qq -y remove upkeep-testlegacy >/dev/null && apt-mark hold upkeep-testsvc")
+    res = apply(production, baseline=baseline)
     assert res.failed and res["msg"].startswith("Failed to check holds on prod1: the baseline would change held "
                                                 "packages: upkeep-testsvc"), res["msg"]
-    assert held.versions()["upkeep-testsvc"] == "1.0-1" and not held.exists(ROLLBACK)
-    res = apply(held, baseline=baseline, allow_held=True)
-    assert not res.failed and held.versions()["upkeep-testsvc"] == "1.1-1", res
+    assert production.versions()["upkeep-testsvc"] == "1.0-1" and not production.exists(ROLLBACK)
+    res = apply(production, baseline=baseline, allow_held=True)
+    assert not res.failed and production.versions()["upkeep-testsvc"] == "1.1-1", res
+    assert production.versions()["upkeep-testrm"] == "1.1-1"
 
 
 def test_apply_refuses_a_tampered_baseline(staged):
