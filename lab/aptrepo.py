@@ -204,7 +204,7 @@ def build_deb(spec, outdir):
         path = os.path.join(root, "DEBIAN", name)
         with open(path, "w") as handle:
             handle.write(text)
-        os.chmod(path, 0o755)
+        os.chmod(path, 0o755)  # noqa: S103 - maintainer scripts must be executable
     tmp = target + ".tmp"
     run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, tmp])
     os.replace(tmp, target)

@@ -104,8 +104,59 @@ def matches(name, patterns):
     return None
 
 
+def _char_order(char):
+    if char == "~":
+        return -1
+    if char.isdigit():
+        return 0
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256
+
+
+def _compare_part(first, second):
+    """dpkg's comparison of an upstream version or a revision: alternating non-digit and digit runs."""
+    while first or second:
+        text_a = re.match(r"[^0-9]*", first).group()
+        text_b = re.match(r"[^0-9]*", second).group()
+        for index in range(max(len(text_a), len(text_b))):
+            order_a = _char_order(text_a[index]) if index < len(text_a) else 0
+            order_b = _char_order(text_b[index]) if index < len(text_b) else 0
+            if order_a != order_b:
+                return order_a - order_b
+        first, second = first[len(text_a):], second[len(text_b):]
+        digits_a = re.match(r"[0-9]*", first).group()
+        digits_b = re.match(r"[0-9]*", second).group()
+        if int(digits_a or 0) != int(digits_b or 0):
+            return int(digits_a or 0) - int(digits_b or 0)
+        first, second = first[len(digits_a):], second[len(digits_b):]
+    return 0
+
+
+def _split_version(version):
+    epoch, sep, rest = version.partition(":")
+    if not sep:
+        epoch, rest = "0", version
+    upstream, sep, revision = rest.rpartition("-")
+    if not sep:
+        upstream, revision = rest, ""
+    return int(epoch or 0), upstream, revision
+
+
+def debian_version_compare(first, second):
+    """Negative, zero or positive as ``first`` sorts before, equal to or after ``second`` (Debian policy 5.6.12)."""
+    epoch_a, upstream_a, revision_a = _split_version(first)
+    epoch_b, upstream_b, revision_b = _split_version(second)
+    if epoch_a != epoch_b:
+        return epoch_a - epoch_b
+    return _compare_part(upstream_a, upstream_b) or _compare_part(revision_a, revision_b)
+
+
 def version_compare(first, second):
-    return apt_pkg.version_compare(first, second)
+    """apt's version comparison (``apt_pkg.version_compare``; the same rules in Python without python3-apt)."""
+    if apt_pkg is not None:
+        return apt_pkg.version_compare(first, second)
+    return debian_version_compare(first, second)
 
 
 def parse_simulation(text):
@@ -363,7 +414,8 @@ class AptHost(object):
                 prefix = uri + ("" if dist in ("/", "./") else dist)
             else:
                 prefix = uri + "dists/" + dist + "/"
-            bases.append(("%s %s" % (uri, dist), uri, dist, os.path.join(self.lists_dir, apt_pkg.uri_to_filename(prefix))))
+            base = os.path.join(self.lists_dir, apt_pkg.uri_to_filename(prefix))
+            bases.append(("%s %s" % (uri, dist), uri, dist, base))
         return bases
 
     def source_identity(self, source_id):
@@ -578,8 +630,8 @@ class AptHost(object):
             path = os.path.join(self.info_dir, candidate)
             try:
                 with open(path) as handle:
-                    for line in handle:
-                        line = line.strip()
+                    for raw in handle:
+                        line = raw.strip()
                         if line.startswith(UNIT_DIRS) and line.endswith(".service") and "@" not in line:
                             units.append(os.path.basename(line))
             except OSError:

@@ -214,7 +214,8 @@ unavailable:
   elements: dict
   sample: [{name: upkeep-testlib, version: 1.0-1, installed: 1.1-1}]
 rolled_back:
-  description: Whether packages were installed again at their pre-patch versions (O(state=rolled_back) or after a failure).
+  description:
+    - Whether packages were installed again at their pre-patch versions (O(state=rolled_back) or after a failure).
   returned: always
   type: bool
   sample: false
@@ -501,10 +502,11 @@ class Apply(object):
             self.check_available(targets.values(), baseline["sha256"])
             self.check_holds(targets.values())
         previous = self.load_rollback(required=False)
-        if previous is not None and previous["status"] == "pending" and previous["baseline_sha256"] != baseline["sha256"]:
+        pending = previous is not None and previous["status"] == "pending"
+        if pending and previous["baseline_sha256"] != baseline["sha256"]:
             raise Failure("Failed to record the rollback manifest %s: it belongs to baseline %s, whose application did "
-                          "not finish (status pending); roll it back (state=rolled_back) or move it away first; nothing "
-                          "was changed" % (self.p["rollback_path"], previous["baseline_sha256"][:12]))
+                          "not finish (status pending); roll it back (state=rolled_back) or move it away first; "
+                          "nothing was changed" % (self.p["rollback_path"], previous["baseline_sha256"][:12]))
         if not targets:
             self.notes.append("every package of baseline %s is at its version or not installed here: nothing to do"
                               % baseline["sha256"][:12])
@@ -578,6 +580,8 @@ class Apply(object):
                     os.unlink(self.p["rollback_path"])
                 except OSError:
                     pass
+            if phase == "lock":
+                what = cause
             raise Failure(what + "; nothing was changed", **extra)
         if not self.p["rollback_on_failure"]:
             raise Failure(what + "; the host is left as it is (rollback_on_failure is off): roll back with "

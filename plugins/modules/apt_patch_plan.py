@@ -177,7 +177,8 @@ baseline:
       description: The host the plan was made on (O(host_label)).
       type: str
     os_release:
-      description: C(id), C(version_id), C(version_codename), C(pretty_name) of C(/etc/os-release) and C(debian_version).
+      description:
+        - C(id), C(version_id), C(version_codename), C(pretty_name) of C(/etc/os-release) and C(debian_version).
       type: dict
     architecture:
       description: dpkg's native architecture of the host.
@@ -208,7 +209,8 @@ baseline:
       type: list
       elements: dict
     held_back:
-      description: Upgradable packages held back (held, or their upgrade would remove, downgrade or need a refused package).
+      description:
+        - Upgradable packages held back (held, or their upgrade would remove, downgrade or need a refused package).
       type: list
       elements: dict
     reboot_required:

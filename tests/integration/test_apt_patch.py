@@ -247,7 +247,8 @@ def test_apply_refuses_a_version_the_repository_lacks(staged, apt_host_factory):
     res = apply(production, baseline=baseline, update_cache=True)
     assert res.failed and not res["changed"]
     assert res["msg"].startswith("Failed to check baseline %s against the repositories of prod1: no repository "
-                                 "provides upkeep-testlib=1.1-1 (available: 1.0-1)" % baseline["sha256"][:12]), res["msg"]
+                                 "provides upkeep-testlib=1.1-1 (available: 1.0-1)"
+                                 % baseline["sha256"][:12]), res["msg"]
     assert "nothing was changed" in res["msg"]
     assert production.versions() == STEP1 and not production.exists(ROLLBACK)
 
