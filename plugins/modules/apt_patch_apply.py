@@ -15,7 +15,7 @@ version_added: 0.4.0
 description:
   - With O(state=applied), installs exactly the C(name=version) pairs of a patch baseline written by
     M(upkeep.runbooks.apt_patch_plan) (here or on another host, such as staging), nothing else. It never
-    upgrades everything: C(apt-get install) is given the exact versions, and a newer version the
+    upgrades everything. C(apt-get install) is given the exact versions, and a newer version the
     repositories publish meanwhile is not installed.
   - The baseline's SHA-256 is verified first (and compared with O(expected_sha256) when given); a
     baseline that was changed after it was written is refused. Its OS (C(ID) and C(VERSION_CODENAME)
@@ -132,7 +132,7 @@ options:
 notes:
   - Needs the Debian package C(python3-apt) on the host.
   - The apt timers are stopped for the run, not disabled; if the module is killed they come back at the next boot.
-  - Services are not restarted and the host is not rebooted: RV(services) and RV(reboot_required) tell the
+  - Services are not restarted and the host is not rebooted. RV(services) and RV(reboot_required) tell the
     role what to do.
 requirements:
   - python3-apt
@@ -270,6 +270,23 @@ failed_packages:
   type: list
   elements: str
   sample: [upkeep-testfail]
+missing:
+  description: When refused because a repository lacks a version, each C(name=version) with the versions offered.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["upkeep-testlib=1.1-1 (available: 1.2-1, 1.0-1)"]
+held:
+  description: When refused because of holds, the held packages the baseline would change.
+  returned: failure
+  type: list
+  elements: str
+  sample: [upkeep-testsvc]
+dpkg_audit:
+  description: When refused because dpkg is not clean, what C(dpkg --audit) says.
+  returned: failure
+  type: str
+  sample: "The following packages are only half configured ..."
 """
 
 import os  # noqa: E402 - Ansible modules import after their documentation

@@ -221,7 +221,7 @@ baseline:
       type: list
       elements: str
     tool:
-      description: What wrote the baseline, C({"name": "upkeep.runbooks", "module": "apt_patch_plan"}).
+      description: What wrote the baseline (C(name) V(upkeep.runbooks), C(module) V(apt_patch_plan)).
       type: dict
     sha256:
       description: The same as RV(sha256).
