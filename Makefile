@@ -14,8 +14,9 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 
 # Debian packages the lab, the tests and the benchmarks need on this machine.
 # python3-venv: Debian's python3 cannot create the .venv without it.
+# aptly, gnupg: the signed test apt repository of the patching tests (lab/aptrepo.py).
 DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
-                postgresql-15 postgresql-client-15 redis-server zstd git
+                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg
 
 .PHONY: help
 help:  ## List the targets
