@@ -51,6 +51,7 @@ REBOOT_PATTERNS = (
 APT_TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 APT_SERVICES = ("apt-daily.service", "apt-daily-upgrade.service")
 DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
+LISTS_LOCK = "lock"
 REBOOT_REQUIRED = "/var/run/reboot-required"
 STATUS_FILE_TYPE = "Debian dpkg status file"
 UNIT_DIRS = ("/lib/systemd/system/", "/usr/lib/systemd/system/", "/etc/systemd/system/")
@@ -172,7 +173,7 @@ def parse_simulation(text):
         match = _INST_RE.match(line)
         if match:
             full, old, new, _origins, arch = match.groups()
-            name, _, qualifier = full.partition(":")
+            name, _sep, qualifier = full.partition(":")
             if old is None:
                 kind = "install"
             else:
@@ -183,7 +184,7 @@ def parse_simulation(text):
         match = _REMV_RE.match(line)
         if match:
             full, old = match.group(2), match.group(3)
-            name, _, qualifier = full.partition(":")
+            name, _sep, qualifier = full.partition(":")
             actions.append({"action": "remove", "name": name, "architecture": qualifier or None, "from": old,
                             "to": None})
     return actions, lines
@@ -220,13 +221,13 @@ def failing_packages(out, err):
 def parse_release(text):
     """Top-level fields of a Release or (clearsigned) InRelease file."""
     if text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
-        head, _, rest = text.partition("\n\n")
+        _head, _sep, rest = text.partition("\n\n")
         text = rest.split("\n-----BEGIN PGP SIGNATURE-----", 1)[0]
     fields = {}
     for line in text.splitlines():
         if not line or line[0] in " \t" or ":" not in line:
             continue
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         fields[key.strip()] = value.strip()
     return fields
 
@@ -502,18 +503,18 @@ class AptHost(object):
         except OSError:
             return False
 
-    def wait_for_lock(self, deadline=None):
+    def wait_for_lock(self, deadline=None, paths=DPKG_LOCKS, what="dpkg"):
         """Wait until no process holds the dpkg locks; AptError naming the holder after lock_timeout."""
         deadline = deadline or time.monotonic() + self.lock_timeout
         while True:
-            held = [(path, lock_holder(path)) for path in DPKG_LOCKS]
+            held = [(path, lock_holder(path)) for path in paths]
             held = [(path, pid) for path, pid in held if pid]
             if not held:
                 return
             if time.monotonic() >= deadline:
                 path, pid = held[0]
-                raise AptError("Failed to lock dpkg on %s: %s is held by process %d (%s) after waiting %d s "
-                               "(lock_timeout)" % (self.host, path, pid, process_name(pid), self.lock_timeout))
+                raise AptError("Failed to lock %s on %s: %s is held by process %d (%s) after waiting %d s "
+                               "(lock_timeout)" % (what, self.host, path, pid, process_name(pid), self.lock_timeout))
             time.sleep(0.5)
 
     def configure_pending(self):
@@ -552,8 +553,8 @@ class AptHost(object):
         deadline = deadline or time.monotonic() + self.lock_timeout
         while True:
             _rc, out, _err = self.run(["systemctl", "is-active"] + list(APT_SERVICES), quiet_env=False)
-            running = [unit for unit, state in zip(APT_SERVICES, out.split()) if state in ("activating", "active",
-                                                                                            "deactivating")]
+            busy = ("activating", "active", "deactivating")
+            running = [unit for unit, state in zip(APT_SERVICES, out.split()) if state in busy]
             if not running:
                 return
             if time.monotonic() >= deadline:
@@ -563,7 +564,8 @@ class AptHost(object):
 
     # -- apt-get ---------------------------------------------------------------------------
     def update(self):
-        """``apt-get update``; any repository that cannot be reached is an error."""
+        """``apt-get update`` (after waiting for the lists lock); any repository that cannot be reached is an error."""
+        self.wait_for_lock(paths=(os.path.join(self.lists_dir, LISTS_LOCK),), what="the apt lists")
         rc, out, err = self.apt_get("-o", "APT::Update::Error-Mode=any", "update")
         if rc != 0:
             detail = "; ".join(apt_errors(out, err)[:KEEP_OUTPUT]) or (err or out).strip()[-2000:]
@@ -592,8 +594,8 @@ class AptHost(object):
         rc, out, err = self.apt_get("-y", "--download-only", *self._install_args(specs, allow_downgrades, allow_held))
         if rc != 0:
             detail = "; ".join(apt_errors(out, err)[:KEEP_OUTPUT]) or (err or out).strip()[-2000:]
-            raise AptError("Failed to download the packages on %s: %s; nothing was installed" % (self.host, detail),
-                          phase="download")
+            raise AptError("Failed to download the packages on %s: %s; nothing was installed"
+                           % (self.host, detail), phase="download")
 
     def install(self, specs, allow_downgrades=False, allow_held=False, removals=()):
         """Install from the archives already downloaded (``--no-download``); returns apt-get's output."""
@@ -656,7 +658,7 @@ class AptHost(object):
             return None
         services, kernel = [], None
         for line in out.splitlines():
-            key, _, value = line.partition(":")
+            key, _sep, value = line.partition(":")
             if key.strip() == "NEEDRESTART-SVC":
                 services.append(value.strip())
             elif key.strip() == "NEEDRESTART-KSTA":
@@ -818,20 +820,27 @@ def plan_upgrade(host, include=("*",), exclude=(), allow_held=False, reboot_patt
         if not selected:
             actions, lines = [], []
             break
-        actions, lines = host.simulate([item["spec"] for item in selected], allow_held=allow_held)
+        try:
+            actions, lines = host.simulate([item["spec"] for item in selected], allow_held=allow_held)
+            together = None
+        except AptError as exc:  # apt found no solution at all
+            actions, lines, together = [], [], exc.msg
         new_refused = dict(refused)
         for act in actions:
             if act["action"] == "install":
                 pattern = matches(act["name"], exclude)
                 if pattern or not matches(act["name"], include):
                     new_refused[act["name"]] = ("excluded by pattern %s" % pattern) if pattern else "not included"
-        if not _violations(actions, new_refused):
+        if together is None and not _violations(actions, new_refused):
             break
         # Find the packages whose own upgrade is not acceptable, hold them back, try the rest again.
         keep = []
         for item in selected:
-            alone, _lines = host.simulate([item["spec"]], allow_held=allow_held)
-            problems = _violations(alone, new_refused)
+            try:
+                alone, _lines = host.simulate([item["spec"]], allow_held=allow_held)
+                problems = _violations(alone, new_refused)
+            except AptError as exc:
+                problems = ["apt finds no solution: %s" % exc.msg.split(": ", 1)[-1]]
             if problems:
                 held_back.append({"name": item["name"], "installed": item["installed"], "candidate": item["candidate"],
                                   "reason": "; ".join(problems)})
@@ -843,7 +852,7 @@ def plan_upgrade(host, include=("*",), exclude=(), allow_held=False, reboot_patt
             last = keep.pop()
             held_back.append({"name": last["name"], "installed": last["installed"], "candidate": last["candidate"],
                               "reason": "cannot be upgraded together with the rest: %s"
-                              % "; ".join(_violations(actions, new_refused))})
+                              % (together or "; ".join(_violations(actions, new_refused)))})
             refused[last["name"]] = "held back"
         selected = keep
 

@@ -122,7 +122,8 @@ options:
     elements: str
   lock_timeout:
     description:
-      - Seconds to wait for the dpkg lock (C(DPkg::Lock::Timeout)) and for running apt services.
+      - Seconds to wait for the dpkg lock (C(DPkg::Lock::Timeout)), for running apt services and, with
+        O(update_cache), for the apt lists lock.
     type: int
     default: 300
   host_label:
@@ -365,8 +366,8 @@ class Apply(object):
         if interrupted:
             what.append("a dpkg run was interrupted")
         if problems:
-            what.append("packages not fully installed: %s" % _list("%s %s (%s)" % (i["name"], i["version"], i["status"])
-                                                                    for i in problems))
+            listed = _list("%s %s (%s)" % (i["name"], i["version"], i["status"]) for i in problems)
+            what.append("packages not fully installed: %s" % listed)
         if not self.p["repair_dpkg"]:
             raise Failure("Failed to check dpkg on %s: %s; nothing was changed. Repair it with dpkg --configure -a or "
                           "set repair_dpkg" % (self.host.host, "; ".join(what)), dpkg_audit=self.host.dpkg_audit())
@@ -474,6 +475,9 @@ class Apply(object):
                               simulation=lines)
             if not pinned:
                 self.result["actions"], self.result["simulation"] = actions, lines
+                for name, pkg in sorted(optional.items()):
+                    self.result["skipped"].append({"name": name, "version": pkg["version"],
+                                                   "reason": "new on the planning host, not needed here"})
                 return specs
         raise Failure("Failed to check the apt actions for baseline %s on %s: the dependencies did not settle after "
                       "%d rounds" % (baseline["sha256"][:12], self.host.host, MAX_PIN_ROUNDS))
@@ -554,8 +558,8 @@ class Apply(object):
             self.write_manifest(_baseline.with_status(manifest, "applied"))
 
         self._run_change(install, changes, repair)
-        self.notes.insert(0, "installed %d packages of baseline %s: %s" % (len(specs), baseline["sha256"][:12],
-                                                                          _list(specs)))
+        self.notes.insert(0, "installed %d packages of baseline %s: %s"
+                          % (len(specs), baseline["sha256"][:12], _list(specs)))
         self.finish(changes, baseline=baseline)
         return self.result
 

@@ -103,12 +103,12 @@ options:
     type: str
   lock_timeout:
     description:
-      - Seconds to wait for the apt and dpkg locks.
+      - Seconds to wait for the apt lists lock before C(apt-get update) (another apt run holds it).
     type: int
     default: 300
 notes:
   - Needs the Debian package C(python3-apt) on the host (Debian installs it with apt by default).
-  - A package's RV(baseline.packages[].services) are the systemd services it ships that are running;
+  - The C(services) of a package in RV(baseline.packages) are the systemd services it ships that are running;
     services that only load a library the upgrade replaces are found after the upgrade by
     M(upkeep.runbooks.apt_patch_apply) (with C(needrestart) when it is installed).
 requirements:
@@ -159,7 +159,7 @@ sha256:
   sample: 0b4c6f1b1e3c51d4b0f37b8a2f8ad7e3f0c4dfc1b7d3e0c2bb5f3a6d1e9c8a77
 baseline:
   description:
-    - The baseline document, exactly as written to RV(path) (see C(docs/patch-baseline.md) for every field).
+    - The baseline document, exactly as written to RV(baseline_path) (see C(docs/patch-baseline.md) for every field).
     - A role can pass it to M(upkeep.runbooks.apt_patch_apply) as O(upkeep.runbooks.apt_patch_apply#module:baseline).
   returned: success
   type: dict
@@ -217,7 +217,7 @@ baseline:
       description: Whether any package of the plan needs a reboot.
       type: bool
     services:
-      description: Every service of RV(baseline.packages[].services).
+      description: Every service of the C(services) of RV(baseline.packages).
       type: list
       elements: str
     tool:

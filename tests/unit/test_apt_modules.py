@@ -96,6 +96,10 @@ class FakeHost:
 
     def simulate(self, specs, allow_downgrades=False, allow_held=False, removals=()):
         self.calls.append(("simulate", tuple(specs)))
+        broken = [spec for spec in specs if spec in getattr(self, "unsolvable", ())]
+        if broken:
+            raise _apt.AptError("Failed to simulate apt-get install %s on prod1: E: Unable to correct problems, "
+                                "you have held broken packages." % " ".join(specs))
         actions = []
         for spec in specs:
             name, _, version = spec.partition("=")
@@ -260,6 +264,18 @@ def test_plan_holds_back_what_would_remove_or_needs_an_excluded_package(tmp_path
                                  "reason": "would remove upkeep-testlegacy 1.0-1"}]
     assert any(call[0] == "simulate" and call[1] == ("upkeep-testrm=1.1-1",) for call in host.calls
                if isinstance(call, tuple))
+
+
+def test_plan_holds_back_a_package_apt_cannot_solve(tmp_path, patched):
+    host = patched(FakeHost(BASE, REPO))
+    host.unsolvable = {"upkeep-testsvc=1.1-1"}
+    with mock.patch.object(_apt, "upgradable", side_effect=upgradable_of):
+        res = run_module_main(apt_patch_plan, {"path": str(tmp_path / "b.json")})
+    assert res.exit_code == 0, res
+    assert res["packages"] == ["upkeep-testlib=1.2-1", "upkeep-testlib-dep=1.2-1"]
+    assert res["held_back"] == [{"name": "upkeep-testsvc", "installed": "1.0-1", "candidate": "1.1-1",
+                                 "reason": "apt finds no solution: E: Unable to correct problems, you have held "
+                                           "broken packages."}]
 
 
 def test_plan_refuses_a_directory_as_path(tmp_path, patched):
