@@ -22,10 +22,12 @@ address; it keeps the port it was given across stop and start.
 Steps (versions 1.0-1, 1.1-1, 1.2-1 ...):
 
     1  every package at 1.0-1 (upkeep-testconf 1:1.0-1: an epoch)
-    2  upkeep-testlib + upkeep-testlib-dep 1.1-1 (security), upkeep-testsvc, upkeep-testreboot,
-       upkeep-testconf (a changed conffile), upkeep-testfail (postinst exits 1), upkeep-testrm
-       (conflicts with upkeep-testlegacy): the set staging tests
-    3  upkeep-testlib, upkeep-testlib-dep and upkeep-testsvc 1.2-1: newer than what staging tested
+    2  upkeep-testlib + upkeep-testlib-dep 1.1-1 (security), upkeep-testsvc (now depending on the new
+       package upkeep-testhelper), upkeep-testreboot, upkeep-testconf (a changed conffile),
+       upkeep-testfail (postinst exits 1), upkeep-testrm (conflicts with upkeep-testlegacy): the set
+       staging tests
+    3  upkeep-testlib, upkeep-testlib-dep, upkeep-testsvc and upkeep-testhelper 1.2-1: newer than what
+       staging tested
 
 A fault hook for "the repository goes down mid-run": while DIR/hold exists the server does not
 answer requests for .deb files (they wait); stopping the server then drops those connections,
@@ -142,7 +144,11 @@ def package_specs():
         add(step, "upkeep-testlib", ver, suite=suite, depends="upkeep-testlib-dep (>= %s)" % upstream,
             files={"usr/lib/upkeep-test/lib.version": ver + "\n"},
             description="upkeep test library (depends on upkeep-testlib-dep of the same version)")
-        add(step, "upkeep-testsvc", ver, depends="upkeep-testlib (>= 1.0)",
+        if step > 1:
+            add(step, "upkeep-testhelper", ver, files={"usr/lib/upkeep-test/helper.version": ver + "\n"},
+                description="upkeep test helper the service needs from 1.1 on (new to hosts that had 1.0)")
+        add(step, "upkeep-testsvc", ver,
+            depends="upkeep-testlib (>= 1.0)" + (", upkeep-testhelper (>= %s)" % upstream if step > 1 else ""),
             files={"usr/lib/upkeep-test/testsvc": "#!/bin/sh\n# upkeep-testsvc %s\nexec sleep infinity\n" % ver,
                    "lib/systemd/system/upkeep-testsvc.service": SERVICE_UNIT},
             scripts={"postinst": _svc_postinst(), "prerm": _svc_prerm()},

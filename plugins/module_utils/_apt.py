@@ -785,6 +785,7 @@ def plan_upgrade(host, include=("*",), exclude=(), allow_held=False, reboot_patt
 
     Every upgradable package the patterns select (``include``, then not ``exclude``; held packages
     only with ``allow_held``) is asked for at its candidate version with ``apt-get -s install``.
+    New packages the upgrade needs are planned whatever ``include`` says, unless ``exclude`` names them.
     A solution that removes a package, downgrades one, or needs an excluded or held package is
     not acceptable: the packages responsible are held back (each is simulated alone to find them),
     with the reason, and the rest is simulated again. New packages the upgrade needs (for example
@@ -827,10 +828,11 @@ def plan_upgrade(host, include=("*",), exclude=(), allow_held=False, reboot_patt
             actions, lines, together = [], [], exc.msg
         new_refused = dict(refused)
         for act in actions:
+            # New packages the upgrade needs come along whatever `include` says; `exclude` stops them.
             if act["action"] == "install":
                 pattern = matches(act["name"], exclude)
-                if pattern or not matches(act["name"], include):
-                    new_refused[act["name"]] = ("excluded by pattern %s" % pattern) if pattern else "not included"
+                if pattern:
+                    new_refused[act["name"]] = "excluded by pattern %s" % pattern
         if together is None and not _violations(actions, new_refused):
             break
         # Find the packages whose own upgrade is not acceptable, hold them back, try the rest again.

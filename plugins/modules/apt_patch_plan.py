@@ -72,6 +72,8 @@ options:
     description:
       - Shell-style patterns (C(fnmatch)) of package names to consider. Upgradable packages no pattern
         matches are listed in RV(excluded).
+      - New packages the selected upgrades need (a dependency, a new kernel ABI package) are planned whatever
+        these patterns say; O(exclude) stops them.
     type: list
     elements: str
     default: ['*']

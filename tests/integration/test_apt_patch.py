@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 BASELINE = "/var/lib/upkeep-runbooks/patch-baseline.json"
 ROLLBACK = "/var/lib/upkeep-runbooks/apt-rollback.json"
 REBOOT = {"reboot_packages": ["upkeep-testreboot"]}
+# upkeep-testsvc 1.1-1 needs upkeep-testhelper, a package the hosts do not have yet.
 STEP2 = {"upkeep-testlib": "1.1-1", "upkeep-testlib-dep": "1.1-1", "upkeep-testsvc": "1.1-1",
-         "upkeep-testreboot": "1.1-1", "upkeep-testconf": "1:1.1-1"}
+         "upkeep-testreboot": "1.1-1", "upkeep-testconf": "1:1.1-1", "upkeep-testhelper": "1.1-1"}
 STEP1 = {"upkeep-testlib": "1.0-1", "upkeep-testlib-dep": "1.0-1", "upkeep-testsvc": "1.0-1",
          "upkeep-testreboot": "1.0-1", "upkeep-testconf": "1:1.0-1"}
 
@@ -71,6 +72,7 @@ def test_plan_lists_the_upgrade_with_origins_and_flags(planned):
     assert by_name["upkeep-testsvc"]["suite"] == "upkeep" and not by_name["upkeep-testsvc"]["security"]
     assert by_name["upkeep-testsvc"]["origin"] == aptrepo.ORIGIN
     assert by_name["upkeep-testlib"]["installed"] == "1.0-1"
+    assert by_name["upkeep-testhelper"]["installed"] is None and by_name["upkeep-testhelper"]["services"] == []
     assert [name for name, pkg in by_name.items() if pkg["reboot"]] == ["upkeep-testreboot"]
     assert res["reboot_required"] is True
     assert by_name["upkeep-testsvc"]["services"] == ["upkeep-testsvc.service"]
@@ -133,13 +135,19 @@ def test_plan_include_and_exclude(planned):
         ("upkeep-testlib-dep", "excluded by pattern upkeep-testlib-dep")]
     held = dict((item["name"], item["reason"]) for item in res["held_back"])
     assert "needs upkeep-testlib-dep 1.1-1, which is excluded by pattern upkeep-testlib-dep" in held["upkeep-testlib"]
-    assert set(pins(res["baseline"])) == {"upkeep-testsvc", "upkeep-testreboot", "upkeep-testconf"}
+    assert set(pins(res["baseline"])) == {"upkeep-testsvc", "upkeep-testhelper", "upkeep-testreboot", "upkeep-testconf"}
 
+    # The new package the service needs comes along whatever include says...
     res = plan(planned, path="/root/include.json", include=["upkeep-testsvc", "upkeep-testconf"])
-    assert pins(res["baseline"]) == {"upkeep-testsvc": "1.1-1", "upkeep-testconf": "1:1.1-1"}
+    assert pins(res["baseline"]) == {"upkeep-testsvc": "1.1-1", "upkeep-testconf": "1:1.1-1",
+                                     "upkeep-testhelper": "1.1-1"}
     assert res["baseline"]["selection"] == {"include": ["upkeep-testsvc", "upkeep-testconf"], "exclude": []}
     assert {item["name"] for item in res["excluded"] if item["reason"] == "not matched by include"} >= {
         "upkeep-testlib", "upkeep-testlib-dep", "upkeep-testreboot"}
+    # ...and exclude stops it, holding the service back.
+    res = plan(planned, path="/root/include.json", exclude=["upkeep-testhelper"])
+    held = dict((item["name"], item["reason"]) for item in res["held_back"])
+    assert held["upkeep-testsvc"] == "needs upkeep-testhelper 1.1-1, which is excluded by pattern upkeep-testhelper"
 
 
 def test_plan_holds_back_held_packages_unless_allowed(planned):
@@ -192,7 +200,7 @@ def test_apply_installs_exactly_the_tested_versions_when_newer_ones_are_publishe
     preview = apply(staging, check_mode=True, path=BASELINE)
     assert preview["changed"] and not preview.failed, preview
     assert sorted((a["action"], a["name"], a["to"]) for a in preview["actions"]) == sorted(
-        ("upgrade", name, version) for name, version in STEP2.items())
+        ("install" if name == "upkeep-testhelper" else "upgrade", name, version) for name, version in STEP2.items())
     assert any(line.startswith("Inst upkeep-testlib [1.0-1] (1.1-1") for line in preview["simulation"])
     assert staging.versions() == STEP1
     assert not staging.exists(ROLLBACK)
@@ -209,9 +217,11 @@ def test_apply_installs_exactly_the_tested_versions_when_newer_ones_are_publishe
     assert not res.failed and res["changed"], res
     assert production.candidate("upkeep-testlib") == "1.2-1"
     assert production.versions() == STEP2
+    # The new dependency too: apt would take its newest version, the baseline pins the tested one.
+    assert production.candidate("upkeep-testhelper") == "1.2-1"
     assert res["baseline_sha256"] == baseline["sha256"]
-    assert sorted((p["name"], p["before"], p["after"]) for p in res["packages"]) == sorted(
-        (name, STEP1[name], STEP2[name]) for name in STEP2)
+    assert sorted((p["name"], p["before"] or "", p["after"]) for p in res["packages"]) == sorted(
+        (name, STEP1.get(name, ""), STEP2[name]) for name in STEP2)
     assert "upkeep-testlib 1.0-1\n" in res["diff"]["before"] and "upkeep-testlib 1.1-1\n" in res["diff"]["after"]
     # Reboot and services: the package's postinst flagged a reboot; the service runs the old code.
     assert res["reboot_required"] is True
@@ -228,7 +238,7 @@ def test_apply_installs_exactly_the_tested_versions_when_newer_ones_are_publishe
     assert production.sh("stat -c %%a %s" % ROLLBACK).stdout.strip() == "600"
     manifest = production.json(ROLLBACK)
     assert _baseline.validate_rollback(manifest)["status"] == "applied"
-    assert dict((p["name"], p["before"]) for p in manifest["packages"]) == STEP1
+    assert dict((p["name"], p["before"]) for p in manifest["packages"]) == dict(STEP1, **{"upkeep-testhelper": None})
     assert manifest["baseline_sha256"] == baseline["sha256"] and manifest["host"] == "prod1"
 
     # Idempotent: a second run changes nothing, and still names the service left on old code.
@@ -336,7 +346,7 @@ def test_without_automatic_rollback_the_broken_host_is_refused_then_rolled_back(
                                                 "upkeep-testfail 1.1-1 (iF)"), res["msg"]
     # The rollback may replace the broken package: it is one of the manifest's.
     preview = apply(host, state="rolled_back", check_mode=True)
-    assert preview["changed"] and {a["action"] for a in preview["actions"]} == {"downgrade"}, preview
+    assert preview["changed"] and {a["action"] for a in preview["actions"]} == {"downgrade", "remove"}, preview
     assert host.states()["upkeep-testfail"] == "iF "
     res = apply(host, state="rolled_back", path=BASELINE)
     assert not res.failed and res["rolled_back"], res
@@ -379,8 +389,8 @@ def test_rolled_back_state(staged, apt_host_factory):
 
     preview = apply(staging, state="rolled_back", check_mode=True, diff=True)
     assert preview["changed"] and staging.versions() == STEP2, preview
-    assert sorted((a["action"], a["name"], a["to"]) for a in preview["actions"]) == sorted(
-        ("downgrade", name, version) for name, version in STEP1.items())
+    assert sorted((a["action"], a["name"], a["to"] or "") for a in preview["actions"]) == sorted(
+        [("downgrade", name, version) for name, version in STEP1.items()] + [("remove", "upkeep-testhelper", "")])
     assert "upkeep-testlib 1.0-1\n" in preview["diff"]["after"]
 
     # One old version is gone from the repository but still in apt's cache; another is gone from both.
