@@ -311,6 +311,7 @@ class AptHost(object):
         self.lists_dir = apt_pkg.config.find_dir("Dir::State::lists")
         self.archives_dir = apt_pkg.config.find_dir("Dir::Cache::archives")
         self.info_dir = os.path.join(os.path.dirname(apt_pkg.config.find_file("Dir::State::status")), "info")
+        self._architecture = apt_pkg.config.find("APT::Architecture")
         self._cache = None
         self.commands = []
 
@@ -341,7 +342,8 @@ class AptHost(object):
 
     @property
     def architecture(self):
-        return apt_pkg.config.find("APT::Architecture")
+        """dpkg's native architecture (``APT::Architecture``)."""
+        return self._architecture
 
     def package(self, name, architecture=None):
         cache = self.cache()[0]
@@ -717,10 +719,11 @@ class AptHost(object):
         rc, out, _err = self.run(["systemctl", "show", "--timestamp=unix", "-p", "Id", "-p", "ActiveState",
                                   "-p", "ActiveEnterTimestamp"] + units, quiet_env=False)
         states = {}
-        for block in out.strip().split("\n\n"):
+        # One block per unit, in the order asked (an alias reports the Id of the unit it names).
+        for unit, block in zip(units, out.strip().split("\n\n")):
             fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
             stamp = fields.get("ActiveEnterTimestamp", "").lstrip("@")
-            states[fields.get("Id")] = (fields.get("ActiveState"), int(stamp) if stamp.isdigit() else None)
+            states[unit] = (fields.get("ActiveState"), int(stamp) if stamp.isdigit() else None)
         return states
 
     def stale_services(self, packages):
