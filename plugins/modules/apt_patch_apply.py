@@ -631,10 +631,11 @@ class Apply(object):
         host = self.host
         host.cache(refresh=True)
         specs, removals, unavailable, changes = [], [], [], []
+        broken_names = set(item["name"] for item in host.dpkg_problems()) if after_failure else set()
         for pkg in manifest["packages"]:
             name, arch, before = pkg["name"], pkg["architecture"], pkg["before"]
             current = host.installed_version(name, arch)
-            broken = any(item["name"] == name for item in host.dpkg_problems()) if after_failure else False
+            broken = name in broken_names
             if current == before and not broken:
                 self.result["skipped"].append({"name": name, "version": before or "(not installed)",
                                                "reason": "already at the pre-patch version"})

@@ -411,6 +411,8 @@ def main():
         supports_check_mode=True,
     )
     _apt.ensure_apt_pkg(module)
+    if module.params["lock_timeout"] < 0:
+        module.fail_json(msg="Failed to validate lock_timeout: must not be negative")
     base = dict(changed=False, baseline_path=module.params["path"], lists_refreshed=False, notes=[])
     try:
         result = run(module, lambda label: _apt.AptHost(module, lock_timeout=module.params["lock_timeout"],
