@@ -51,10 +51,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from labproc import alive, free_loopback_port, listening, terminate
 
 SUITE = "upkeep"
 SECURITY_SUITE = "upkeep-security"
@@ -236,37 +237,11 @@ def run(argv, env=None, check=True):
     return proc
 
 
-def free_loopback_port(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def listening(host, port, timeout=0.5):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def split_listen(text):
     host, _, port = text.rpartition(":")
     if not host.startswith("127."):
         raise RepoError("%s is not a loopback address: the repository only ever binds 127.0.0.0/8" % host)
     return host, int(port)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie child still answers kill(0)
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 # --------------------------------------------------------------------------------------
@@ -466,7 +441,7 @@ class AptRepo(object):
                 pid = int(handle.read().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     @property
     def running(self):
@@ -501,22 +476,7 @@ class AptRepo(object):
         pid = self.pid()
         proc, self.proc = self.proc, None
         if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                if proc is not None and proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if _alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            if proc is not None:
-                proc.wait(timeout=timeout)
+            terminate(pid, proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

