@@ -645,3 +645,152 @@ class Review(object):
 
 def _quote(name):
     return '"%s"' % name.replace('"', '""')
+
+
+# --------------------------------------------------------------------------------------
+# revocation: approvals, the previous-state record, statements and their undo
+
+RECORD_SCHEMA_VERSION = 1
+LOCKOUT_ATTRIBUTES = ("LOGIN",)
+ATTRIBUTE_COLUMNS = {"LOGIN": "rolcanlogin", "SUPERUSER": "rolsuper", "CREATEROLE": "rolcreaterole",
+                     "CREATEDB": "rolcreatedb", "REPLICATION": "rolreplication", "BYPASSRLS": "rolbypassrls"}
+
+
+def parse_expiry(value):
+    """The end of an approval: a date means valid through that day (UTC), a date-time is exact."""
+    text = str(value).strip()
+    if re.match(r"^\d{4}-\d{2}-\d{2}$", text):
+        day = datetime.date.fromisoformat(text)
+        return datetime.datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=datetime.timezone.utc)
+    return parse_utc(text)
+
+
+def load_approvals(approvals, approval_file):
+    """Approvals from the option and the file: a list of {id, approved_by, expires}. Raises AccessError."""
+    items = list(approvals or [])
+    if approval_file:
+        try:
+            with open(approval_file, "r", encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise AccessError("Failed to read the approval file %s: %s" % (approval_file, exc)) from None
+        try:
+            import yaml
+            data = yaml.safe_load(text)
+        except Exception as exc:
+            raise AccessError("Failed to read the approval file %s: not YAML or JSON (%s)"
+                              % (approval_file, str(exc).splitlines()[0])) from None
+        if isinstance(data, dict):
+            data = data.get("approvals")
+        if not isinstance(data, list):
+            raise AccessError("Failed to read the approval file %s: expected a list under 'approvals'" % approval_file)
+        items.extend(data)
+    checked = []
+    for index, item in enumerate(items):
+        where = "approval %d (%s)" % (index + 1, (item or {}).get("id") if isinstance(item, dict) else item)
+        if not isinstance(item, dict):
+            raise AccessError("Failed to read %s: expected a mapping with id, approved_by and expires" % where)
+        missing = [key for key in ("id", "approved_by", "expires") if not item.get(key)]
+        if missing:
+            raise AccessError("Failed to read %s: %s missing" % (where, ", ".join(missing)))
+        try:
+            expires = parse_expiry(item["expires"])
+        except ValueError:
+            raise AccessError("Failed to read %s: expires %r is not a date (YYYY-MM-DD) or an ISO date-time"
+                              % (where, str(item["expires"]))) from None
+        checked.append({"id": str(item["id"]), "approved_by": str(item["approved_by"]), "expires": expires,
+                        "ticket": str(item.get("ticket") or "") or None})
+    return checked
+
+
+def load_record(path):
+    if not os.path.exists(path):
+        return {"schema_version": RECORD_SCHEMA_VERSION, "entries": []}
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise AccessError("Failed to read the revocation record %s: %s" % (path, exc)) from None
+    if not isinstance(record, dict) or record.get("schema_version") != RECORD_SCHEMA_VERSION:
+        raise AccessError("Failed to read the revocation record %s: schema_version is not %s"
+                          % (path, RECORD_SCHEMA_VERSION))
+    record.setdefault("entries", [])
+    return record
+
+
+def save_record(path, record):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise AccessError("Failed to write the revocation record %s: directory %s does not exist" % (path, directory))
+    try:
+        _files.write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o600)
+    except OSError as exc:
+        raise AccessError("Failed to write the revocation record %s: %s" % (path, exc)) from None
+
+
+def read_before(conn, action):
+    """The state the action changes, as it is now (what ``restored`` puts back)."""
+    kind = action["kind"]
+    if kind == "pg_role_attribute":
+        row = _postgres.query_one(conn, _postgres.sql("SELECT {0} AS value FROM pg_roles WHERE rolname = %s").format(
+            _postgres.identifier(ATTRIBUTE_COLUMNS[action["attribute"]])), (action["role"],))
+        return {"exists": row is not None, "value": bool(row and row["value"])}
+    if kind == "pg_membership":
+        row = _postgres.query_one(
+            conn, "SELECT bool_or(am.admin_option) AS admin_option, count(*) AS n FROM pg_auth_members am "
+                  "JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member "
+                  "WHERE g.rolname = %s AND m.rolname = %s", (action["group"], action["member"]))
+        return {"exists": bool(row["n"]), "value": bool(row["n"]), "admin_option": bool(row["admin_option"])}
+    if kind == "pg_public_grant":
+        return {"exists": True, "value": True}
+    if kind == "django_flag":
+        row = _postgres.query_one(conn, _postgres.sql("SELECT username, {0} AS value FROM {1} WHERE id = %s").format(
+            _postgres.identifier(action["column"]), _postgres.identifier(action["schema"], action["table"])),
+            (action["user_id"],))
+        return {"exists": row is not None and row["username"] == action["username"], "value": bool(row and row["value"])}
+    raise AccessError("Failed to read the state for action kind %r: unknown kind" % kind)
+
+
+def statement_for(action, undo=False, before=None):
+    """The psycopg statement that applies (or, with ``undo``, reverts) ``action``."""
+    kind = action["kind"]
+    if kind == "pg_role_attribute":
+        return role_attribute_statement(action["role"], action["attribute"], enable=undo)
+    if kind == "pg_membership":
+        if undo and (before or {}).get("admin_option"):
+            return _postgres.sql("GRANT {0} TO {1} WITH ADMIN OPTION").format(
+                _postgres.identifier(action["group"]), _postgres.identifier(action["member"]))
+        return membership_statement(action["group"], action["member"], grant=undo)
+    if kind == "pg_public_grant":
+        return public_grant_statement(action["object_kind"], action["schema"], action["name"], action["privilege"],
+                                      grant=undo)
+    if kind == "django_flag":
+        return django_flag_statement(action["schema"], action["table"], action["column"], bool(undo), action["user_id"])
+    raise AccessError("Failed to build a statement for action kind %r: unknown kind" % kind)
+
+
+def action_database(action, default):
+    return action.get("database") or default
+
+
+def lockout_reason(action, protected):
+    """Why applying ``action`` would lock out a protected login, or None.
+
+    ``protected`` maps login -> what it is ("the application's current login (Vault)", "the admin login").
+    NOLOGIN is refused for every protected login; for the admin login, removing its attributes or
+    memberships is refused too (the runbook would lose the power it needs to put things back).
+    """
+    if action["kind"] == "pg_role_attribute":
+        role = action["role"]
+        if role in protected and (action["attribute"] in LOCKOUT_ATTRIBUTES or protected[role] == "admin"):
+            return "would %s %s, %s" % ("lock out" if action["attribute"] == "LOGIN" else
+                                        "remove %s from" % action["attribute"], role, _protected_text(protected[role]))
+    if action["kind"] == "pg_membership" and protected.get(action["member"]) == "admin":
+        return "would remove %s from %s, %s" % (action["member"], action["group"], _protected_text("admin"))
+    return None
+
+
+def _protected_text(kind):
+    return {"app": "the login the application currently uses (Vault's current version)",
+            "admin": "the admin login this runbook runs as",
+            "protected": "a login listed in protect_logins"}.get(kind, kind)
