@@ -747,7 +747,8 @@ def read_before(conn, action):
         row = _postgres.query_one(conn, _postgres.sql("SELECT username, {0} AS value FROM {1} WHERE id = %s").format(
             _postgres.identifier(action["column"]), _postgres.identifier(action["schema"], action["table"])),
             (action["user_id"],))
-        return {"exists": row is not None and row["username"] == action["username"], "value": bool(row and row["value"])}
+        return {"exists": row is not None and row["username"] == action["username"],
+                "value": bool(row and row["value"])}
     raise AccessError("Failed to read the state for action kind %r: unknown kind" % kind)
 
 

@@ -99,8 +99,8 @@ def test_check_mode_prints_statements_and_changes_nothing(platform):
     res = revoke(platform, approve(LEGACY, OLDS), check_mode=True)
     assert not res.failed, res
     assert res["changed"]
-    assert res["statements"] == ['ALTER ROLE "legacy_report" NOLOGIN;',
-                                 'UPDATE "public"."auth_user" SET "is_active" = false WHERE id = %d;' % platform.olds_id]
+    deactivate = 'UPDATE "public"."auth_user" SET "is_active" = false WHERE id = %d;' % platform.olds_id
+    assert res["statements"] == ['ALTER ROLE "legacy_report" NOLOGIN;', deactivate]
     assert can_login(platform, "legacy_report", "legacy-pw-123")
     assert is_active(platform, "olds")
     assert not os.path.exists(platform.record_file)
