@@ -77,8 +77,8 @@ def review_argument_spec():
         unused_days=dict(type="int", default=90),
         log_files=dict(type="list", elements="path", default=[]),
         state_file=dict(type="path"),
-        vault_secrets=dict(type="list", elements="str", default=[]),
-        vault_app_secret=dict(type="str"),
+        vault_secrets=dict(type="list", elements="str", default=[], no_log=False),
+        vault_app_secret=dict(type="str", no_log=False),
         password_max_age_days=dict(type="int", default=90, no_log=False),
         vault_ca_cert=dict(type="path", fallback=(env_fallback, ["VAULT_CACERT"])),
         django=dict(type="list", elements="dict", default=[], options=dict(
@@ -475,8 +475,8 @@ class Review(object):
                 self.add(finding(
                     "pg:public-grant:%s:%s.%s:%s" % (database, row["schema"], row["name"], row["privilege"].lower()),
                     "postgresql", "public_grant", "high" if write else "medium", "%s.%s" % (row["schema"], row["name"]),
-                    "PUBLIC has %s on %s %s.%s in database %s" % (row["privilege"], kind.lower(), row["schema"],
-                                                                   row["name"], database),
+                    "PUBLIC has %s on %s %s.%s in database %s"
+                    % (row["privilege"], kind.lower(), row["schema"], row["name"], database),
                     fix=text_of(public_grant_statement(kind, row["schema"], row["name"], row["privilege"]), conn),
                     action={"kind": "pg_public_grant", "database": database, "object_kind": kind,
                             "schema": row["schema"], "name": row["name"], "privilege": row["privilege"]},
@@ -543,7 +543,7 @@ class Review(object):
             self.add(finding(
                 "vault:password-age:%s" % path, "vault", "password_age", "high" if age >= 2 * limit else "medium",
                 username or path,
-                "password of %s in %s is %d days old (policy %d days%s)" % (
+                "password of %s in %s is %s days old (policy %s days%s)" % (
                     username or "the secret", self.vault.describe(path), age, limit,
                     "" if rotated else ", never rotated by upkeep.runbooks"),
                 fix_command="ansible-playbook playbooks/rotate.yml -e credential_rotation_force=true",
