@@ -159,7 +159,7 @@ def certificate_finding(fid_prefix, label, der, now, warn_days, fail_days, sourc
     state = "expired %d days ago" % -days_left if days_left < 0 else "expires in %d days" % days_left
     return finding(
         "%s:cert-expiry" % fid_prefix, source, "certificate_expiry", severity, label,
-        "certificate of %s (%s) %s (%s; warn at %d, fail at %d days)" % (label, subject, state, utc_text(not_after),
-                                                                          warn_days, fail_days),
+        "certificate of %s (%s) %s (%s; warn at %d, fail at %d days)"
+        % (label, subject, state, utc_text(not_after), warn_days, fail_days),
         fix_command="renew the certificate and reload the service before %s" % utc_text(not_after),
         details=facts), facts
