@@ -1,12 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: upkeep.runbooks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""security_findings: the findings of access_review/tls_review as check results for the report."""
+"""security_findings and django_deploy_checks: review output as check results for the report.
+
+Documentation: security_findings.yml and django_deploy_checks.yml next to this file.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
@@ -33,6 +37,29 @@ def security_findings(findings, host, prefix="security_review"):
     return out
 
 
+# "?: (security.W004) You have not set ..." or "sampleapp.X: (security.E101) ..." as Django prints them.
+_DJANGO_CHECK = re.compile(r"^(?P<obj>\S+): \((?P<id>[\w.]+\.(?P<level>[CEWI])\d+)\) (?P<msg>.*)$")
+
+
+def django_deploy_checks(output, host, prefix="security_review:django-deploy"):
+    """One result per message of ``manage.py check --deploy``: errors (E, C) fail, warnings (W) warn, infos are ok."""
+    if not isinstance(output, str):
+        raise AnsibleFilterError("django_deploy_checks: expected the text manage.py check --deploy printed")
+    if not isinstance(host, str) or not host:
+        raise AnsibleFilterError("django_deploy_checks: host must be a non-empty string")
+    out = []
+    for line in output.splitlines():
+        match = _DJANGO_CHECK.match(line.strip())
+        if not match:
+            continue
+        level = match.group("level")
+        status = "fail" if level in ("E", "C") else "warn" if level == "W" else "ok"
+        obj = match.group("obj")
+        message = match.group("msg") + ("" if obj == "?" else " (%s)" % obj)
+        out.append(result("%s:%s" % (prefix, match.group("id")), host, status, obj, None, message))
+    return out
+
+
 class FilterModule(object):
     def filters(self):
-        return {"security_findings": security_findings}
+        return {"security_findings": security_findings, "django_deploy_checks": django_deploy_checks}

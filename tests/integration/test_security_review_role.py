@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ import psycopg
 import pytest
 import yaml
 
+from tests.fixtures import tls
 from tests.integration.access_helpers import add_user, days_ago, django_database
+from tests.integration.test_http_security_review import HOST as WEB_HOST
+from tests.integration.test_http_security_review import serve
 from tests.integration.module_runner import COLLECTIONS_PATH, REPO_ROOT
 from tests.integration.vault_pg_rotate_helpers import seed, unique
 
@@ -47,6 +51,18 @@ def test_role_reports_each_finding_and_revokes_only_the_approved(pg_cluster_fact
     state.write_text(json.dumps({"schema_version": 1, "tracking_since": days_ago(200).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                  "last_seen": {"app_blue": days_ago(1).strftime("%Y-%m-%dT%H:%M:%SZ")}, "logs": {}}))
     out = tmp_path / "results.json"
+    # A web site missing one header (no Referrer-Policy), and the sample app's deployment checks.
+    ca = tls.make_ca(tmp_path / "web", "upkeep role web CA", days=800)
+    cert, key = tls.issue(ca, tmp_path / "web", "web", [WEB_HOST], days=200)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    web = serve(context, {"Strict-Transport-Security": "max-age=31536000",
+                          "Content-Security-Policy": "default-src 'self'",
+                          "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"})
+    env_file = tmp_path / "app.env"
+    env_file.write_text("SECRET_KEY=short\nDB_HOST=127.0.0.1\nDB_NAME=x\nDB_USER=x\nDB_PASSWORD=not-used-here\n"
+                        "REDIS_URL=redis://127.0.0.1:1/0\nALLOWED_HOSTS=app1\n")
+    env_file.chmod(0o600)
     play = [{
         "name": "security review", "hosts": "localhost", "gather_facts": False,
         "module_defaults": {"group/upkeep.runbooks.postgres": {
@@ -59,6 +75,11 @@ def test_role_reports_each_finding_and_revokes_only_the_approved(pg_cluster_fact
             "security_review_record_file": str(tmp_path / "revocations.json"),
             "security_review_vault_app_secret": path,
             "security_review_django": [{"database": "appdb"}],
+            "security_review_http_sites": [{"name": "shop",
+                                            "url": "https://%s:%d/" % (WEB_HOST, web.server_address[1])}],
+            "security_review_http_ca_cert": str(ca.cert_file),
+            "security_review_django_check_command": [sys.executable, str(REPO_ROOT / "lab/app/src/manage.py")],
+            "security_review_django_check_env": {"SAMPLEAPP_ENV_FILE": str(env_file)},
             "security_review_approvals": [{"id": "pg:unused-login:legacy_report", "approved_by": "j.doe",
                                            "expires": days_ago(-7).strftime("%Y-%m-%d")}],
         }}],
@@ -74,6 +95,8 @@ def test_role_reports_each_finding_and_revokes_only_the_approved(pg_cluster_fact
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
          "-e", "ansible_python_interpreter=%s" % sys.executable, str(playbook)],
         capture_output=True, text=True, env=env, cwd=str(REPO_ROOT), timeout=300, check=False)
+    web.shutdown()
+    web.server_close()
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
     assert cluster.password not in proc.stdout + proc.stderr
     results = dict((item["check"], item) for item in json.loads(out.read_text()))
@@ -86,5 +109,12 @@ def test_role_reports_each_finding_and_revokes_only_the_approved(pg_cluster_fact
     assert results["security_review_revoke"]["value"]["applied"] == ["pg:unused-login:legacy_report"]
     assert "security_review:tls:pg:127.0.0.1:%s:ssl-off" % cluster.port in results
     assert results["security_review_tls"]["status"] == "warn"
+    assert results["security_review:http:shop:referrer-policy"]["status"] == "warn"
+    assert results["security_review_http"]["status"] == "warn"
+    assert not [name for name in results if name.startswith("security_review:http:") and "referrer" not in name]
+    deploy = sorted(name.split(":")[-1] for name in results if name.startswith("security_review:django-deploy:"))
+    assert deploy == ["security.W004", "security.W008", "security.W009", "security.W012", "security.W016"], deploy
+    assert results["security_review_django_deploy"]["status"] == "ok"
+    assert "not-used-here" not in proc.stdout + proc.stderr + out.read_text()
     assert not can_login(cluster, "legacy_report", "legacy-pw-123")
     assert can_login(cluster, "app_blue", "blue-pw-123")
