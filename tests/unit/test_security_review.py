@@ -113,7 +113,8 @@ def test_lockout_rules():
 
 @pytest.mark.parametrize("address,netmask,loopback", [
     ("127.0.0.1", "255.255.255.255", True), ("127.0.0.0", "255.0.0.0", True), ("::1", None, True),
-    ("0.0.0.0", "0.0.0.0", False),  # noqa: S104 - a pg_hba address, nothing binds ("10.0.0.0", "255.0.0.0", False), ("all", None, False),
+    ("0.0.0.0", "0.0.0.0", False),  # noqa: S104 - a pg_hba address, nothing binds
+    ("10.0.0.0", "255.0.0.0", False), ("all", None, False),
     ("samenet", None, False), (".example.com", None, False), ("127.0.0.0", "254.0.0.0", False),
 ])
 def test_hba_loopback(address, netmask, loopback):
