@@ -895,6 +895,7 @@ def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # 
         return report, write_report(report, dest), {"enabled": False}
     if not isinstance(cadence, str) or not CADENCE_RE.match(cadence):
         raise ReportError(f"cadence {cadence!r} must match [a-z0-9_-]+")
+    now = parse_timestamp(timestamp)  # a bad timestamp fails before anything is created
     try:
         dest = os.path.abspath(dest)
         cadence_dir = os.path.join(dest, cadence)
@@ -903,7 +904,6 @@ def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # 
         with _history.Locked(cadence_dir):
             doc, problem = _history.load(path, cadence)
             extra, aside = [], None
-            now = parse_timestamp(timestamp)
             if problem:
                 if record and "newer than" not in problem:
                     aside = _history.set_aside(path, now)
@@ -924,8 +924,9 @@ def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # 
             if capacity != "none":
                 plan = _trends.capacity(all_runs, now)
                 plan["detail"] = capacity
-                for vol in plan["volumes"]:
-                    vol.pop("fit", None) if capacity != "full" else None
+                if capacity != "full":
+                    for vol in plan["volumes"]:
+                        vol.pop("fit", None)
                 report["capacity"] = plan
             paths = write_report(report, dest, trends)
             info = {"enabled": True, "path": path, "problem": problem, "set_aside": aside, "recorded": False,
