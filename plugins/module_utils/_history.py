@@ -180,9 +180,8 @@ def prune(runs, now, policy=None):
         kept_by_bucket[bucket] = run  # the last run of a bucket wins
     kept = []
     for bucket, run in kept_by_bucket.items():
-        if bucket[0] != "run" and not run.get("compacted"):
-            run = dict(run, compacted=True, checks={})
-        kept.append(run)
+        compact = bucket[0] != "run" and not run.get("compacted")
+        kept.append(dict(run, compacted=True, checks={}) if compact else run)
     kept.sort(key=lambda r: r["generated_at"])
     if policy["max_runs"] and len(kept) > policy["max_runs"]:
         kept = kept[-policy["max_runs"]:]

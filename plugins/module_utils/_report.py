@@ -650,7 +650,8 @@ def _changes_html(changes):
     out.append(f"<p>Compared with the {_e(changes.get('cadence', ''))} run of {_e(previous)}.</p>")
     statuses, values = changes["statuses"], changes["values"]
     if not statuses and not values:
-        out.append('<div class="allgood">No check changed status and no watched value moved beyond its threshold.</div>')
+        out.append('<div class="allgood">No check changed status and no watched value moved beyond '
+                   "its threshold.</div>")
         return out
     if statuses:
         rows = "".join(
@@ -687,29 +688,23 @@ def _capacity_html(plan, trends):
         rows = []
         for vol in plan["volumes"]:
             growth = vol["growth_bytes_per_day"]
-            cells = [vol["host"], vol["volume"], human_bytes(vol["bytes_used"] or 0), human_bytes(vol["bytes_total"] or 0),
-                     "-" if growth is None else human_bytes(growth) + "/day" if growth >= 0
-                     else "-" + human_bytes(-growth) + "/day"]
+            cells = [vol["host"], vol["volume"], human_bytes(vol["bytes_used"] or 0),
+                     human_bytes(vol["bytes_total"] or 0), "-" if growth is None else _signed_bytes(growth) + "/day"]
             cells += [vol["dates"].get(k, "-") for k in ("warn", "fail", "full")]
-            rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
-        out.append('<h3>Volumes</h3><div class="scrollx"><table class="data"><thead><tr><th>Host</th><th>Volume</th>'
-                   "<th>Used</th><th>Size</th><th>Growth (Theil-Sen)</th><th>Warn limit</th><th>Fail limit</th>"
-                   f"<th>100 %</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+            rows.append(cells)
+        out.append("<h3>Volumes</h3>" + _data_table(
+            ("Host", "Volume", "Used", "Size", "Growth (Theil-Sen)", "Warn limit", "Fail limit", "100 %"), rows))
     if plan["databases"]:
-        rows = "".join(
-            f'<tr><td>{_e(d["host"])}</td><td>{_e(d["database"])}</td><td>{_e(human_bytes(d["latest_bytes"]))}</td>'
-            f'<td>{"-" if d["growth_bytes_per_day"] is None else _e(_signed_bytes(d["growth_bytes_per_day"]) + "/day")}</td>'
-            f'<td>{d["points"]} over {d["days"]:g} days</td></tr>' for d in plan["databases"])
-        out.append('<h3>Databases</h3><div class="scrollx"><table class="data"><thead><tr><th>Host</th><th>Database</th>'
-                   f"<th>Size</th><th>Growth (Theil-Sen)</th><th>History</th></tr></thead><tbody>{rows}</tbody></table></div>")
+        rows = [[d["host"], d["database"], human_bytes(d["latest_bytes"]),
+                 "-" if d["growth_bytes_per_day"] is None else _signed_bytes(d["growth_bytes_per_day"]) + "/day",
+                 f'{d["points"]} runs over {d["days"]:g} days'] for d in plan["databases"]]
+        out.append("<h3>Databases</h3>"
+                   + _data_table(("Host", "Database", "Size", "Growth (Theil-Sen)", "History"), rows))
     if plan["connections"]:
-        rows = "".join(
-            f'<tr><td>{_e(c["host"])}</td><td>{c["peak_percent"]:g} %</td><td>{_e(c["peak_at"])}</td>'
-            f'<td>{c["latest_percent"]:g} %</td><td>{"-" if c["warn_percent"] is None else _e(c["warn_percent"])}</td></tr>'
-            for c in plan["connections"])
-        out.append('<h3>Connections against max_connections</h3><div class="scrollx"><table class="data"><thead><tr>'
-                   "<th>Host</th><th>Peak</th><th>Peak at</th><th>Latest</th><th>Warn %</th></tr></thead>"
-                   f"<tbody>{rows}</tbody></table></div>")
+        rows = [[c["host"], f'{c["peak_percent"]:g} %', c["peak_at"], f'{c["latest_percent"]:g} %',
+                 "-" if c["warn_percent"] is None else f'{c["warn_percent"]:g} %'] for c in plan["connections"]]
+        out.append("<h3>Connections against max_connections</h3>" + _data_table(
+            ("Host", "Peak", "Peak at", "Latest", "Warn limit"), rows))
     if plan.get("detail") == "full":
         for vol in plan["volumes"]:
             if "fit" in vol:
@@ -717,6 +712,14 @@ def _capacity_html(plan, trends):
     out.append('<p class="none">Sequences: pg_health_info does not report sequence usage yet, '
                "so no exhaustion dates are forecast.</p>")
     return out
+
+
+def _data_table(head, rows):
+    """A plain data table (escaped text cells) that scrolls on its own on a narrow screen."""
+    thead = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'<div class="scrollx"><table class="data"><thead><tr>{thead}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _signed_bytes(value):

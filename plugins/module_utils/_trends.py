@@ -324,7 +324,8 @@ def _marker(kind, x, y, colour, title):
     elif kind == "diamond":
         shape = f'<path d="M{x:.1f} {y - 4:.1f}L{x + 4:.1f} {y:.1f}L{x:.1f} {y + 4:.1f}L{x - 4:.1f} {y:.1f}Z"'
     else:
-        shape = f'<path d="M{x - 3:.1f} {y - 3:.1f}L{x + 3:.1f} {y + 3:.1f}M{x - 3:.1f} {y + 3:.1f}L{x + 3:.1f} {y - 3:.1f}"'
+        shape = (f'<path d="M{x - 3:.1f} {y - 3:.1f}L{x + 3:.1f} {y + 3:.1f}'
+                 f'M{x - 3:.1f} {y + 3:.1f}L{x + 3:.1f} {y - 3:.1f}"')
     return f'{shape} class="pt" fill="{colour}" stroke="{colour}">{tip}</{shape.split()[0][1:]}>'
 
 
@@ -342,7 +343,7 @@ def chart(title, unit, lines, projections=None, ident="chart"):
         return ""
     t0 = min(p[0] for p in everything)
     t1 = max(p[0] for p in everything)
-    v0 = min(0.0, min(p[1] for p in everything))
+    v0 = min(0.0, *(p[1] for p in everything))
     v1 = max(p[1] for p in everything) or 1.0
     span_t = (t1 - t0).total_seconds() or 1.0
     span_v = (v1 - v0) or 1.0
