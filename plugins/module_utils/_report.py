@@ -490,6 +490,10 @@ def _anchor(host):
     return "host-" + re.sub(r"[^A-Za-z0-9_.-]", "_", host)
 
 
+def _dom_id(text):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
 def _badge(status):
     return f'<span class="badge {status}">{_STATUS_LABEL[status]}</span>'
 
@@ -748,7 +752,7 @@ def _projection_chart(vol, trends):
     lines.update(limits)
     return _trends.chart(
         f"{vol['host']}: {vol['volume']} volume used, with projection", "bytes", lines,
-        projections={"used": proj}, ident=_anchor(f"proj-{vol['host']}-{vol['volume']}"))
+        projections={"used": proj}, ident=_dom_id(f"proj-{vol['host']}-{vol['volume']}"))
 
 
 def _trends_html(trends):
@@ -766,7 +770,7 @@ def _trends_html(trends):
         for fam in _trends.FAMILIES:
             lines = fams.get(fam[0])
             if lines and any(len(points) >= 2 for points in lines.values()):
-                out.append(_trends.chart(f"{host}: {fam[1]}", fam[2], lines, ident=_anchor(f"chart-{host}-{fam[0]}")))
+                out.append(_trends.chart(f"{host}: {fam[1]}", fam[2], lines, ident=_dom_id(f"chart-{host}-{fam[0]}")))
     return out if len(out) > 1 else []
 
 

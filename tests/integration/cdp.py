@@ -32,13 +32,15 @@ class Browser:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
-        def wire():  # runs in the child: fd 3 = commands in, fd 4 = answers out
+        # Runs in the child before it closes every other descriptor: fd 3 = commands in, fd 4 = answers
+        # out (pass_fds keeps those two numbers open).
+        def wire():
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
 
         self.proc = subprocess.Popen(  # noqa: S603 - a fixed binary and fixed flags
             [binary or chromium_path(), *FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
-            pass_fds=(to_child_r, from_child_w), preexec_fn=wire,  # noqa: PLW1509 - single-threaded test process
+            pass_fds=(3, 4), preexec_fn=wire,  # noqa: PLW1509 - single-threaded test process
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         os.close(to_child_r)
