@@ -705,7 +705,8 @@ def _capacity_html(plan, trends):
         out.append("<h3>Databases</h3>"
                    + _data_table(("Host", "Database", "Size", "Growth (Theil-Sen)", "History"), rows))
     if plan["connections"]:
-        rows = [[c["host"], f'{c["peak_percent"]:g} %', c["peak_at"], f'{c["latest_percent"]:g} %',
+        rows = [[c["host"], f'{round(c["peak_percent"], 1):g} %', c["peak_at"],
+                 f'{round(c["latest_percent"], 1):g} %',
                  "-" if c["warn_percent"] is None else f'{c["warn_percent"]:g} %'] for c in plan["connections"]]
         out.append("<h3>Connections against max_connections</h3>" + _data_table(
             ("Host", "Peak", "Peak at", "Latest", "Warn limit"), rows))
@@ -747,9 +748,11 @@ def _projection_chart(vol, trends):
 
     proj = [(last, at(start_x)), (last + datetime.timedelta(days=days_out), at(start_x + days_out))]
     size = vol["bytes_total"]
-    limits = {"size (100 %)": [(min(p[0] for p in used), size), (proj[-1][0], size)]}
-    lines = {"used": used}
-    lines.update(limits)
+    first = min(p[0] for p in used)
+    lines = {"used": used, "size (100 %)": [(first, size), (proj[-1][0], size)]}
+    for name in ("warn", "fail"):
+        percent = vol["limits_used_percent"][name]
+        lines[f"{name} {percent:g} %"] = [(first, size * percent / 100.0), (proj[-1][0], size * percent / 100.0)]
     return _trends.chart(
         f"{vol['host']}: {vol['volume']} volume used, with projection", "bytes", lines,
         projections={"used": proj}, ident=_dom_id(f"proj-{vol['host']}-{vol['volume']}"))

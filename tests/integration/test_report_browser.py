@@ -92,8 +92,8 @@ def test_charts_carry_their_data_points(browser, reports):
     assert browser.errors() == []
     target = os.environ.get("UPKEEP_REPORT_SCREENSHOT")
     if target:
-        browser.viewport(1100, 900)
-        browser.screenshot(target)
+        browser.viewport(1000, 1500)
+        browser.screenshot(target, full_page=False)
 
 
 def test_what_changed_and_no_network_or_errors(browser, reports):
