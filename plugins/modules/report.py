@@ -107,7 +107,7 @@ options:
     default: true
   capacity:
     description:
-      - Add the capacity plan, computed from the histories of every cadence under O(dest):
+      - Add the capacity plan, computed from the histories of every cadence under O(dest), with the
         growth per day of each database and volume (Theil-Sen), the dates each volume reaches its
         warn and fail limits and 100 %, connection peaks, and verdict sentences.
       - V(summary) gives verdicts and tables (monthly); V(full) adds a projection chart per volume
