@@ -77,8 +77,8 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._report import run
 results = all_results(DAYS)
 import time
 t = time.perf_counter()
-report, paths, info = run_report(results, {cadence!r}, {dest!r}, timestamp=stamp(DAYS), history={history!r},
-                                 capacity={capacity!r}, record=False)
+report, paths, info = run_report(results, {cadence!r}, {dest!r}, timestamp=stamp(DAYS),
+                                 history={history!r}, capacity={capacity!r}, record=False)
 elapsed = time.perf_counter() - t
 import os
 print(json.dumps({{"seconds": elapsed, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -87,8 +87,8 @@ print(json.dumps({{"seconds": elapsed, "rss_kib": resource.getrusage(resource.RU
 
 
 def measure(dest, cadence, history, capacity):
-    code = CHILD.format(paths=[os.path.join(TOP, "bench"), TOP, os.path.join(TOP, ".collections")], cadence=cadence, dest=dest,
-                        history=history, capacity=capacity)
+    paths = [os.path.join(TOP, "bench"), TOP, os.path.join(TOP, ".collections")]
+    code = CHILD.format(paths=paths, cadence=cadence, dest=dest, history=history, capacity=capacity)
     runs = []
     for _ in range(ROUNDS):
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -106,7 +106,8 @@ def main():
         full = measure(dest, "annually", True, "full")
         b = statistics.median(r["seconds"] for r in base)
         f = statistics.median(r["seconds"] for r in full)
-        print(f"baseline  report without history: {b:.2f} s, peak RSS {max(r['rss_kib'] for r in base) / 1024:.0f} MiB, "
+        base_rss = max(r["rss_kib"] for r in base) / 1024
+        print(f"baseline  report without history: {b:.2f} s, peak RSS {base_rss:.0f} MiB, "
               f"HTML {base[0]['html_bytes'] / 1e6:.1f} MB, {base[0]['results']} results")
         print(f"measured  annually with history, charts, capacity: {f:.2f} s, peak RSS "
               f"{max(r['rss_kib'] for r in full) / 1024:.0f} MiB, HTML {full[0]['html_bytes'] / 1e6:.1f} MB")

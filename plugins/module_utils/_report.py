@@ -627,7 +627,7 @@ def render_html(report, trends=None):
         out.append(_table(items, with_host=False, with_threshold=True))
 
     if trends:
-        out.extend(_trends_html(trends))
+        out.extend(_trends_html(trends, summary["hosts"]))
     out.append(
         '<footer>Machine-readable copy: <a href="report.json">report.json</a> '
         f'(schema version {int(report["schema_version"])}). Written by upkeep.runbooks.report.</footer>'
@@ -638,7 +638,10 @@ def render_html(report, trends=None):
 
 # --------------------------------------------------------------------------- history sections
 
-_MAX_CHART_HOSTS = 40
+# A report of hundreds of hosts stays readable and small: charts for the hosts that need
+# attention first, and projection charts for the most urgent volumes.
+_MAX_CHART_HOSTS = 12
+_MAX_PROJECTIONS = 10
 
 
 def _status_word(status):
@@ -711,9 +714,13 @@ def _capacity_html(plan, trends):
         out.append("<h3>Connections against max_connections</h3>" + _data_table(
             ("Host", "Peak", "Peak at", "Latest", "Warn limit"), rows))
     if plan.get("detail") == "full":
-        for vol in plan["volumes"]:
-            if "fit" in vol:
-                out.append(_projection_chart(vol, trends))
+        fitted = [v for v in plan["volumes"] if "fit" in v]
+        fitted.sort(key=lambda v: (min(v["days_left"].values()) if v["days_left"] else 1e9, v["host"], v["volume"]))
+        if len(fitted) > _MAX_PROJECTIONS:
+            out.append(f'<p class="none">Projection charts for the {_MAX_PROJECTIONS} most urgent of '
+                       f"{len(fitted)} volumes; the table above lists them all.</p>")
+        for vol in fitted[:_MAX_PROJECTIONS]:
+            out.append(_projection_chart(vol, trends))
     out.append('<p class="none">Sequences: pg_health_info does not report sequence usage yet, '
                "so no exhaustion dates are forecast.</p>")
     return out
@@ -758,11 +765,12 @@ def _projection_chart(vol, trends):
         projections={"used": proj}, ident=_dom_id(f"proj-{vol['host']}-{vol['volume']}"))
 
 
-def _trends_html(trends):
+def _trends_html(trends, host_status=None):
     out = ['<h2 id="trends">Trends</h2>']
-    hosts = sorted(trends)
+    rank = {h: _RANK.get(s, 3) for h, s in (host_status or {}).items()}
+    hosts = sorted(trends, key=lambda h: (rank.get(h, 3), h))
     if len(hosts) > _MAX_CHART_HOSTS:
-        out.append(f'<p class="none">Charts for the first {_MAX_CHART_HOSTS} of {len(hosts)} hosts; '
+        out.append(f'<p class="none">Charts for {_MAX_CHART_HOSTS} of {len(hosts)} hosts, the worst first; '
                    "the history file holds every host.</p>")
         hosts = hosts[:_MAX_CHART_HOSTS]
     for host in hosts:

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import functools
 import html
 import re
 
@@ -39,6 +40,7 @@ DEFAULT_CHANGE_POINTS = 5.0
 MIN_CHANGE = {"s": 5.0, "bytes": 1024 ** 2, "": 1}
 
 
+@functools.lru_cache(maxsize=4096)
 def family_of(metric):
     """(family id, title, unit, label) for a metric name, or None when no chart shows it."""
     for fid, title, unit, pattern in FAMILIES:
@@ -105,27 +107,31 @@ def changes(current, previous, percent=DEFAULT_CHANGE_PERCENT, points=DEFAULT_CH
 
 # --------------------------------------------------------------------------- series
 
+_USED_RE = re.compile(r"^disk_free:(?P<label>.+)\.bytes_free$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _used_label(metric):
+    match = _USED_RE.match(metric)
+    return match.group("label") if match else None
+
+
 def series(runs):
     """{host: {family id: {label: [(datetime, value), ...]}}} from history runs (any cadences)."""
     out = {}
-    seen = set()
     for run in sorted(runs, key=lambda r: r["generated_at"]):
         when = parse_time(run["generated_at"])
         for host, metrics in (run.get("metrics") or {}).items():
-            for metric, free in metrics.items():
-                match = re.match(r"^disk_free:(?P<label>.+)\.bytes_free$", metric)
-                total = metrics.get(metric[: -len("bytes_free")] + "bytes_total") if match else None
-                if match and total is not None and (host, metric, run["generated_at"]) not in seen:
-                    used = out.setdefault(host, {}).setdefault("__used", {}).setdefault(match.group("label"), [])
-                    used.append((when, total - free))
+            slot = out.setdefault(host, {})
             for metric, value in metrics.items():
+                label = _used_label(metric)
+                if label:
+                    total = metrics.get(metric[: -len("bytes_free")] + "bytes_total")
+                    if total is not None:
+                        slot.setdefault("__used", {}).setdefault(label, []).append((when, total - value))
                 fam = family_of(metric)
-                if (host, metric, run["generated_at"]) in seen:
-                    continue
-                seen.add((host, metric, run["generated_at"]))
-                if fam is None:
-                    continue
-                out.setdefault(host, {}).setdefault(fam[0], {}).setdefault(fam[3], []).append((when, value))
+                if fam is not None:
+                    slot.setdefault(fam[0], {}).setdefault(fam[3], []).append((when, value))
     return out
 
 
@@ -147,21 +153,19 @@ def _median(values):
     return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
-def theil_sen(xs, ys, max_points=800):
+def theil_sen(xs, ys, max_points=400):
     """Theil-Sen line (slope, intercept): the median of all pairwise slopes, then the median
     intercept. Robust: up to ~29 % of the points can be wild without moving it much. None with
-    fewer than two distinct x. Long series are thinned evenly to max_points (O(n^2) pairs)."""
+    fewer than two distinct x. Longer series are thinned evenly to max_points (O(n^2) pairs);
+    the capacity plan uses 48 evenly spaced points (1,128 pairs), which keeps a report of
+    hundreds of hosts fast and is still robust to odd days."""
     points = sorted(zip(xs, ys))
     if len(points) > max_points:
         step = len(points) / float(max_points)
         points = [points[int(i * step)] for i in range(max_points)] + [points[-1]]
     slopes = []
-    for i in range(len(points)):
-        xi, yi = points[i]
-        for j in range(i + 1, len(points)):
-            xj, yj = points[j]
-            if xj != xi:
-                slopes.append((yj - yi) / (xj - xi))
+    for i, (xi, yi) in enumerate(points):
+        slopes.extend([(yj - yi) / (xj - xi) for xj, yj in points[i + 1:] if xj != xi])
     if not slopes:
         return None
     slope = _median(slopes)
@@ -213,11 +217,14 @@ def capacity(runs, now, horizon_days=3650, min_points=3):
     return plan
 
 
+FIT_POINTS = 48
+
+
 def _fit(points, now, min_points):
     if len(points) < min_points:
         return None
     origin = min(points)
-    line = theil_sen([_days(w, origin) for w in points], [points[w] for w in points])
+    line = theil_sen([_days(w, origin) for w in points], [points[w] for w in points], max_points=FIT_POINTS)
     if line is None:
         return None
     slope, intercept = line
