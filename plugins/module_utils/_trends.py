@@ -309,7 +309,7 @@ def verdicts(plan):
             lines.append((0, "warn", f"{con['host']}: connections peaked at {con['peak_percent']:g} % of "
                                      f"max_connections ({con['peak_at']}); raise max_connections or add a pooler."))
     lines.sort(key=lambda item: (item[0], item[2]))
-    return [{"level": level, "text": text} for _, level, text in lines]
+    return [{"level": level, "text": text} for _order, level, text in lines]
 
 
 # --------------------------------------------------------------------------- SVG
