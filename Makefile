@@ -15,8 +15,9 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 # Debian packages the lab, the tests and the benchmarks need on this machine.
 # python3-venv: Debian's python3 cannot create the .venv without it.
 # aptly, gnupg: the signed test apt repository of the patching tests (lab/aptrepo.py).
+# chromium: the HTML report is checked in a headless browser (tests/integration/test_report_browser.py).
 DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
-                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg
+                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium
 
 .PHONY: help
 help:  ## List the targets

@@ -27,6 +27,7 @@ import math
 import os
 import re
 
+from ansible_collections.upkeep.runbooks.plugins.module_utils import _history, _trends
 from ansible_collections.upkeep.runbooks.plugins.module_utils._files import fsync_dir, write_atomic
 from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import (
     STATUSES,
@@ -373,6 +374,16 @@ ul.kv.list li::before{content:"\\2022  ";color:var(--muted)}
 .k{color:var(--muted)}.none{color:var(--muted)}
 .allgood{padding:12px 16px;border:1px solid var(--ok);border-radius:8px;background:var(--ok-bg);color:var(--ok);
 font-weight:600}
+figure.chart{margin:14px 0;max-width:720px}figure.chart svg{width:100%;height:auto;display:block}
+figcaption{font-weight:600;margin-bottom:4px}
+details summary{cursor:pointer;color:var(--muted)}div.scroll{overflow-x:auto;max-height:320px}
+table.data{table-layout:auto;width:auto;min-width:50%}table.data td,table.data th{padding:2px 8px}
+ul.verdicts{padding-left:18px}ul.verdicts li{margin:4px 0}
+.arrow{font-weight:700}
+@media (max-width:700px){main{padding:8px 10px 30px}header{padding:14px 12px}
+col.c-host,col.c-check{width:auto}col.c-val,col.c-thr{width:auto}table{table-layout:auto}
+}
+.scrollx{overflow-x:auto}
 footer{margin-top:36px;color:var(--muted);font-size:12px}
 footer a{color:var(--muted)}
 @media print{header{-webkit-print-color-adjust:exact;print-color-adjust:exact}main{max-width:none}}
@@ -479,6 +490,10 @@ def _anchor(host):
     return "host-" + re.sub(r"[^A-Za-z0-9_.-]", "_", host)
 
 
+def _dom_id(text):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
 def _badge(status):
     return f'<span class="badge {status}">{_STATUS_LABEL[status]}</span>'
 
@@ -508,7 +523,8 @@ def _table(items, with_host, with_threshold):
     cols = "".join(f'<col class="c-{key}">' for key, _title in columns)
     head = "".join(f"<th>{title}</th>" for _key, title in columns)
     body = "".join(_row(i, with_host, with_threshold) for i in items)
-    return f"<table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<div class="scrollx"><table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _card(label, number, status=None):
@@ -535,8 +551,11 @@ def _plural(number, word):
     return f"{number} {word}{'' if number == 1 else 's'}"
 
 
-def render_html(report):
-    """One self-contained HTML page: inline CSS, no scripts, no external assets."""
+def render_html(report, trends=None):
+    """One self-contained HTML page: inline CSS, no scripts, no external assets.
+
+    trends: the time series of the history (``_trends.series``) for the Trends charts.
+    """
     summary = report["summary"]
     results = report["results"]
     status = summary["status"]
@@ -583,6 +602,10 @@ def render_html(report):
     if meta:
         out.append(f'<dl class="meta">{meta}</dl>')
 
+    if "changes" in report:
+        out.extend(_changes_html(report["changes"]))
+    if report.get("capacity"):
+        out.extend(_capacity_html(report["capacity"], trends))
     out.append(f'<h2 id="attention">Failures and warnings <span class="counts">{len(attention)}</span></h2>')
     if attention:
         out.append(_table(attention, with_host=True, with_threshold=False))
@@ -603,12 +626,163 @@ def render_html(report):
         )
         out.append(_table(items, with_host=False, with_threshold=True))
 
+    if trends:
+        out.extend(_trends_html(trends, summary["hosts"]))
     out.append(
         '<footer>Machine-readable copy: <a href="report.json">report.json</a> '
         f'(schema version {int(report["schema_version"])}). Written by upkeep.runbooks.report.</footer>'
     )
     out.append("</main></body></html>\n")
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- history sections
+
+# A report of hundreds of hosts stays readable and small: charts for the hosts that need
+# attention first, and projection charts for the most urgent volumes.
+_MAX_CHART_HOSTS = 12
+_MAX_PROJECTIONS = 10
+
+
+def _status_word(status):
+    return _badge(status) if status in _STATUS_LABEL else '<span class="none">(absent)</span>'
+
+
+def _changes_html(changes):
+    out = ['<h2 id="changes">What changed since the last run</h2>']
+    previous = changes.get("previous_at")
+    if not previous:
+        out.append('<p class="none">This is the first run of this cadence in the history: nothing to compare.</p>')
+        return out
+    out.append(f"<p>Compared with the {_e(changes.get('cadence', ''))} run of {_e(previous)}.</p>")
+    statuses, values = changes["statuses"], changes["values"]
+    if not statuses and not values:
+        out.append('<div class="allgood">No check changed status and no watched value moved beyond '
+                   "its threshold.</div>")
+        return out
+    if statuses:
+        rows = "".join(
+            f'<tr><td class="host">{_e(c["host"])}</td><td class="check">{_e(c["check"])}</td>'
+            f'<td>{_status_word(c["before"])} <span class="arrow" aria-label="became">&rarr;</span> '
+            f'{_status_word(c["after"])}</td></tr>' for c in statuses)
+        out.append(f'<h3>Checks that changed status ({len(statuses)})</h3><div class="scrollx"><table class="data">'
+                   f"<thead><tr><th>Host</th><th>Check</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table></div>")
+    if values:
+        rows = []
+        for v in values:
+            sign = "+" if v["delta"] > 0 else "&minus;"
+            rel = "" if v["percent"] is None else f" ({'+' if v['percent'] > 0 else ''}{v['percent']:g} %)"
+            rows.append(
+                f'<tr><td class="host">{_e(v["host"])}</td><td>{_e(v["title"])}: {_e(v["label"])}</td>'
+                f'<td>{_e(_trends.fmt(v["before"], v["unit"]))}</td><td>{_e(_trends.fmt(v["after"], v["unit"]))}</td>'
+                f'<td>{sign}{_e(_trends.fmt(abs(v["delta"]), v["unit"]))}{rel}</td></tr>')
+        out.append(f'<h3>Values that moved ({len(values)})</h3><div class="scrollx"><table class="data"><thead><tr>'
+                   f"<th>Host</th><th>What</th><th>Before</th><th>Now</th><th>Change</th></tr></thead>"
+                   f"<tbody>{''.join(rows)}</tbody></table></div>")
+    return out
+
+
+def _capacity_html(plan, trends):
+    out = ['<h2 id="capacity">Capacity plan</h2>']
+    level_word = {"fail": "ACT", "warn": "PLAN", "ok": "OK", "info": "INFO"}
+    if plan["verdicts"]:
+        items = "".join(f'<li><strong>{level_word.get(v["level"], "INFO")}:</strong> {_e(v["text"])}</li>'
+                        for v in plan["verdicts"])
+        out.append(f'<ul class="verdicts">{items}</ul>')
+    else:
+        out.append('<p class="none">No volume, database or connection history to plan from yet.</p>')
+    if plan["volumes"]:
+        rows = []
+        for vol in plan["volumes"]:
+            growth = vol["growth_bytes_per_day"]
+            cells = [vol["host"], vol["volume"], human_bytes(vol["bytes_used"] or 0),
+                     human_bytes(vol["bytes_total"] or 0), "-" if growth is None else _signed_bytes(growth) + "/day"]
+            cells += [vol["dates"].get(k, "-") for k in ("warn", "fail", "full")]
+            rows.append(cells)
+        out.append("<h3>Volumes</h3>" + _data_table(
+            ("Host", "Volume", "Used", "Size", "Growth (Theil-Sen)", "Warn limit", "Fail limit", "100 %"), rows))
+    if plan["databases"]:
+        rows = [[d["host"], d["database"], human_bytes(d["latest_bytes"]),
+                 "-" if d["growth_bytes_per_day"] is None else _signed_bytes(d["growth_bytes_per_day"]) + "/day",
+                 f'{d["points"]} runs over {d["days"]:g} days'] for d in plan["databases"]]
+        out.append("<h3>Databases</h3>"
+                   + _data_table(("Host", "Database", "Size", "Growth (Theil-Sen)", "History"), rows))
+    if plan["connections"]:
+        rows = [[c["host"], f'{round(c["peak_percent"], 1):g} %', c["peak_at"],
+                 f'{round(c["latest_percent"], 1):g} %',
+                 "-" if c["warn_percent"] is None else f'{c["warn_percent"]:g} %'] for c in plan["connections"]]
+        out.append("<h3>Connections against max_connections</h3>" + _data_table(
+            ("Host", "Peak", "Peak at", "Latest", "Warn limit"), rows))
+    if plan.get("detail") == "full":
+        fitted = [v for v in plan["volumes"] if "fit" in v]
+        fitted.sort(key=lambda v: (min(v["days_left"].values()) if v["days_left"] else 1e9, v["host"], v["volume"]))
+        if len(fitted) > _MAX_PROJECTIONS:
+            out.append(f'<p class="none">Projection charts for the {_MAX_PROJECTIONS} most urgent of '
+                       f"{len(fitted)} volumes; the table above lists them all.</p>")
+        for vol in fitted[:_MAX_PROJECTIONS]:
+            out.append(_projection_chart(vol, trends))
+    out.append('<p class="none">Sequences: pg_health_info does not report sequence usage yet, '
+               "so no exhaustion dates are forecast.</p>")
+    return out
+
+
+def _data_table(head, rows):
+    """A plain data table (escaped text cells) that scrolls on its own on a narrow screen."""
+    thead = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'<div class="scrollx"><table class="data"><thead><tr>{thead}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _signed_bytes(value):
+    return human_bytes(value) if value >= 0 else "-" + human_bytes(-value)
+
+
+def _projection_chart(vol, trends):
+    """Used bytes of a volume with its Theil-Sen line carried forward to 100 % (or a year)."""
+    fit = vol["fit"]
+    origin = _trends.parse_time(fit["origin"])
+    used = (trends or {}).get(vol["host"], {}).get("__used", {}).get(vol["volume"], [])
+    if not used:
+        return ""
+    last = max(p[0] for p in used)
+    days_out = vol["days_left"].get("full", 365)
+    days_out = min(max(days_out, 30), 3650)
+    start_x = (last - origin).total_seconds() / 86400.0
+
+    def at(x):
+        return fit["intercept"] + fit["slope"] * x
+
+    proj = [(last, at(start_x)), (last + datetime.timedelta(days=days_out), at(start_x + days_out))]
+    size = vol["bytes_total"]
+    first = min(p[0] for p in used)
+    lines = {"used": used, "size (100 %)": [(first, size), (proj[-1][0], size)]}
+    for name in ("warn", "fail"):
+        percent = vol["limits_used_percent"][name]
+        lines[f"{name} {percent:g} %"] = [(first, size * percent / 100.0), (proj[-1][0], size * percent / 100.0)]
+    return _trends.chart(
+        f"{vol['host']}: {vol['volume']} volume used, with projection", "bytes", lines,
+        projections={"used": proj}, ident=_dom_id(f"proj-{vol['host']}-{vol['volume']}"))
+
+
+def _trends_html(trends, host_status=None):
+    out = ['<h2 id="trends">Trends</h2>']
+    rank = {h: _RANK.get(s, 3) for h, s in (host_status or {}).items()}
+    hosts = sorted(trends, key=lambda h: (rank.get(h, 3), h))
+    if len(hosts) > _MAX_CHART_HOSTS:
+        out.append(f'<p class="none">Charts for {_MAX_CHART_HOSTS} of {len(hosts)} hosts, the worst first; '
+                   "the history file holds every host.</p>")
+        hosts = hosts[:_MAX_CHART_HOSTS]
+    for host in hosts:
+        fams = {k: v for k, v in trends[host].items() if not k.startswith("__")}
+        if not fams:
+            continue
+        out.append(f"<h3>{_e(host)}</h3>")
+        for fam in _trends.FAMILIES:
+            lines = fams.get(fam[0])
+            if lines and any(len(points) >= 2 for points in lines.values()):
+                out.append(_trends.chart(f"{host}: {fam[1]}", fam[2], lines, ident=_dom_id(f"chart-{host}-{fam[0]}")))
+    return out if len(out) > 1 else []
 
 
 # --------------------------------------------------------------------------- writing
@@ -673,7 +847,7 @@ def _point_latest(cadence_dir, target_name):
     return link
 
 
-def write_report(report, dest):
+def write_report(report, dest, trends=None):
     """Write report.json and report.html for a built report; returns the paths written.
 
     Raises ReportError with a readable cause; OSError is translated here so callers do
@@ -688,7 +862,7 @@ def write_report(report, dest):
         json_path = os.path.join(run_dir, "report.json")
         html_path = os.path.join(run_dir, "report.html")
         atomic_write(json_path, render_json(report))
-        atomic_write(html_path, render_html(report))
+        atomic_write(html_path, render_html(report, trends))
         latest = _point_latest(cadence_dir, os.path.basename(run_dir))
     except OSError as exc:
         raise ReportError(_os_error(exc)) from exc
@@ -701,3 +875,83 @@ def _os_error(exc):
     if where:
         return f"{where}: {reason}"
     return reason
+
+
+# --------------------------------------------------------------------------- with history
+
+HISTORY_HOST = "localhost"
+CAPACITY_LEVELS = ("none", "summary", "full")
+
+
+def _other_runs(dest, cadence):
+    """Runs of the other cadences' histories (read-only): trends use every measurement."""
+    runs = []
+    try:
+        names = sorted(os.listdir(dest))
+    except OSError:
+        return runs
+    for name in names:
+        if name != cadence and CADENCE_RE.match(name):
+            path = _history.history_path(dest, name)
+            if os.path.isfile(path):
+                runs.extend(_history.read_runs(path, name))
+    return runs
+
+
+def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # noqa: PLR0913,PLR0917
+               history=True, capacity="none", policy=None, record=True):
+    """Build and write a report with its history: read the history under its lock, add the
+    "what changed" and capacity sections and the charts, write the report, append this run.
+
+    record=False (check mode) reads the history but neither appends to it nor moves a damaged
+    one aside. Returns (report, paths, history_info).
+    """
+    if capacity not in CAPACITY_LEVELS:
+        raise ReportError(f"capacity must be one of {', '.join(CAPACITY_LEVELS)}, got {capacity!r}")
+    if not history:
+        report = build_report(results, cadence, hosts, run, timestamp)
+        return report, write_report(report, dest), {"enabled": False}
+    if not isinstance(cadence, str) or not CADENCE_RE.match(cadence):
+        raise ReportError(f"cadence {cadence!r} must match [a-z0-9_-]+")
+    now = parse_timestamp(timestamp)  # a bad timestamp fails before anything is created
+    try:
+        dest = os.path.abspath(dest)
+        cadence_dir = os.path.join(dest, cadence)
+        _ensure_dir(cadence_dir)
+        path = _history.history_path(dest, cadence)
+        with _history.Locked(cadence_dir):
+            doc, problem = _history.load(path, cadence)
+            extra, aside = [], None
+            if problem:
+                if record and "newer than" not in problem:
+                    aside = _history.set_aside(path, now)
+                    doc = _history.new_history(cadence)
+                    what = f"the history {path} {problem}; it was moved aside to {aside} and a new history starts"
+                else:
+                    what = f"the history {path} {problem}; it was left as it is and this run is not recorded in it"
+                extra.append(result("report_history", HISTORY_HOST, "fail", {"path": path, "set_aside": aside},
+                                    None, f"Failed to read report history: {what}"))
+            own_runs = sorted(doc["runs"], key=lambda r: r["generated_at"]) if doc else []
+            report = build_report(list(_flatten([results])) + extra, cadence, hosts, run, timestamp)
+            entry = _history.entry_of(report)
+            previous = own_runs[-1] if own_runs else None
+            report["changes"] = dict(_trends.changes(entry, previous), cadence=cadence,
+                                     previous_at=previous["generated_at"] if previous else None)
+            all_runs = own_runs + _other_runs(dest, cadence) + [entry]
+            trends = _trends.series(all_runs)
+            if capacity != "none":
+                plan = _trends.capacity(all_runs, now)
+                plan["detail"] = capacity
+                if capacity != "full":
+                    for vol in plan["volumes"]:
+                        vol.pop("fit", None)
+                report["capacity"] = plan
+            paths = write_report(report, dest, trends)
+            info = {"enabled": True, "path": path, "problem": problem, "set_aside": aside, "recorded": False,
+                    "runs": len(own_runs)}
+            if record and doc is not None:
+                done = _history.append(path, cadence, entry, now=now, policy=policy)
+                info.update(recorded=done["appended"], runs=done["runs"])
+    except OSError as exc:
+        raise ReportError(_os_error(exc)) from exc
+    return report, paths, info

@@ -95,6 +95,35 @@ options:
         C(check_mode=false)). C(controller_user) and C(ansible_version) are filled in when not given.
     type: dict
     default: {}
+  history:
+    description:
+      - Keep the run history C(<dest>/<cadence>/history.json) (see C(docs/report.md), section History)
+        and add the C(What changed since the last run) section and the C(Trends) charts to the report.
+      - The history is read and appended under an exclusive lock (C(history.lock)) and written
+        atomically. A damaged history is moved aside to C(history.json.damaged-<UTC stamp>) and
+        reported as the C(fail) result C(report_history); it is never silently reset.
+      - Check-mode runs read the history but do not append to it.
+    type: bool
+    default: true
+  capacity:
+    description:
+      - Add the capacity plan, computed from the histories of every cadence under O(dest), with the
+        growth per day of each database and volume (Theil-Sen), the dates each volume reaches its
+        warn and fail limits and 100 %, connection peaks, and verdict sentences.
+      - V(summary) gives verdicts and tables (monthly); V(full) adds a projection chart per volume
+        (annually); V(none) leaves the section out.
+      - Needs O(history).
+    type: str
+    choices: [none, summary, full]
+    default: none
+  history_policy:
+    description:
+      - Retention of the history. C(full_days) (default 35) keeps every run; up to C(daily_days)
+        (default 800) the last run of each UTC day is kept, compacted to its numbers; up to
+        C(weekly_days) (default 1900) the last run of each ISO week; older runs are dropped;
+        C(max_runs) (default 5000) caps the file.
+    type: dict
+    default: {}
   timestamp:
     description:
       - Time of the report in ISO 8601, for example V(2024-05-01T02:30:00Z); converted to UTC.
@@ -212,6 +241,50 @@ summary:
       description: The worst status per host.
       type: dict
       sample: {"db1": "fail", "db2": "ok", "app1": "warn"}
+history:
+  description: What happened to the history of the cadence.
+  returned: success
+  type: dict
+  contains:
+    enabled:
+      description: Whether O(history) was on.
+      type: bool
+      sample: true
+    path:
+      description: Path of the history file.
+      type: str
+      returned: when O(history) is true
+      sample: /srv/upkeep/reports/daily/history.json
+    problem:
+      description: Why the history could not be read, or null.
+      type: str
+      returned: when O(history) is true
+      sample: null
+    set_aside:
+      description: Where a damaged history was moved, or null.
+      type: str
+      returned: when O(history) is true
+      sample: null
+    recorded:
+      description: Whether this run was appended (false in check mode).
+      type: bool
+      returned: when O(history) is true
+      sample: true
+    runs:
+      description: Number of runs in the history after this one.
+      type: int
+      returned: when O(history) is true
+      sample: 91
+changes:
+  description: The C(changes) object of C(report.json), see C(docs/report.md).
+  returned: when O(history) is true
+  type: dict
+  sample: {"previous_at": "2024-04-30T02:30:00Z", "cadence": "daily", "statuses": [], "values": []}
+capacity:
+  description: The C(capacity) object of C(report.json) (volumes, databases, connections, verdicts).
+  returned: when O(capacity) is not V(none)
+  type: dict
+  sample: {"verdicts": [{"level": "warn", "text": "db1's database volume grows 250.0 MiB/day and reaches ..."}]}
 failures:
   description: The results with status C(fail), in report order (by host, then check).
   returned: success
@@ -258,13 +331,13 @@ import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.parsing.convert_bool import boolean  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._history import DEFAULT_POLICY  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._report import (  # noqa: E402
     CADENCE_RE,
     ReportError,
-    build_report,
     findings,
     redact,
-    write_report,
+    run_report,
 )
 
 try:
@@ -280,6 +353,21 @@ def _controller_user():
         return None
 
 
+def _policy(raw):
+    """history_policy -> {name: int}; unknown names and non-numbers are errors a user can fix."""
+    policy = {}
+    for key, value in (raw or {}).items():
+        if key not in DEFAULT_POLICY:
+            raise ReportError(f"history_policy has unknown key {key!r} (known: {', '.join(sorted(DEFAULT_POLICY))})")
+        try:
+            policy[key] = int(value)
+        except (TypeError, ValueError):
+            raise ReportError(f"history_policy.{key} must be a whole number, got {value!r}") from None
+        if policy[key] < 0:
+            raise ReportError(f"history_policy.{key} must not be negative, got {value!r}")
+    return policy
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -289,6 +377,9 @@ def main():
             dest=dict(type="path", default="reports"),
             run=dict(type="dict", default={}),
             timestamp=dict(type="str"),
+            history=dict(type="bool", default=True),
+            capacity=dict(type="str", choices=["none", "summary", "full"], default="none"),
+            history_policy=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -312,8 +403,11 @@ def main():
         run["ansible_version"] = ANSIBLE_VERSION
 
     try:
-        report = build_report(params["results"], cadence, params["hosts"], run, params["timestamp"])
-        paths = write_report(report, params["dest"])
+        policy = _policy(params["history_policy"])
+        report, paths, history = run_report(
+            params["results"], cadence, params["dest"], params["hosts"], run, params["timestamp"],
+            history=params["history"], capacity=params["capacity"] if params["history"] else "none",
+            policy=policy, record=not run["check_mode"])
     except ReportError as exc:
         module.fail_json(msg=f"Failed to write report: {exc}", invocation=invocation)
     except Exception as exc:  # the report is the run's evidence: say why it is missing, never crash
@@ -323,8 +417,14 @@ def main():
             invocation=invocation,
         )
 
+    extra = {"history": history}
+    if "changes" in report:
+        extra["changes"] = report["changes"]
+    if "capacity" in report:
+        extra["capacity"] = report["capacity"]
     module.exit_json(
         changed=True,
+        **extra,
         dir=paths["dir"],
         json_path=paths["json_path"],
         html_path=paths["html_path"],

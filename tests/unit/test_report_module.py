@@ -75,7 +75,36 @@ def test_writes_report_and_returns_everything_documented(tmp_path):
 
 def test_return_keys_match_documentation():
     documented = set(yaml.safe_load(report_module.RETURN))
-    assert documented == {"dir", "json_path", "html_path", "latest", "summary", "failures", "warns"}
+    assert documented == {"dir", "json_path", "html_path", "latest", "summary", "failures", "warns", "history",
+                          "changes", "capacity"}
+
+
+def test_history_and_capacity_come_back(tmp_path):
+    first = run_module_main(report_module, args(tmp_path))
+    assert first.exit_code == 0, first
+    second = run_module_main(report_module, args(tmp_path, capacity="summary", timestamp="2024-05-02T02:30:00Z"))
+    assert second.exit_code == 0, second
+    assert second["history"]["recorded"] is True and second["history"]["runs"] == 2
+    assert second["changes"]["previous_at"] is not None
+    assert "verdicts" in second["capacity"]
+
+
+def test_check_mode_does_not_record_history(tmp_path):
+    result = run_module_main(report_module, args(tmp_path), check_mode=True)
+    assert result.exit_code == 0, result
+    assert result["history"]["recorded"] is False
+    assert not Path(result["history"]["path"]).exists()
+
+
+@pytest.mark.parametrize("policy, fragment", [
+    ({"keep": 3}, "history_policy has unknown key 'keep'"),
+    ({"full_days": "soon"}, "history_policy.full_days must be a whole number"),
+    ({"max_runs": -1}, "history_policy.max_runs must not be negative"),
+])
+def test_bad_history_policy_fails_clearly(tmp_path, policy, fragment):
+    result = run_module_main(report_module, args(tmp_path, history_policy=policy))
+    assert result["failed"] is True and result["msg"].startswith("Failed to write report: ")
+    assert fragment in result["msg"]
 
 
 def test_check_mode_still_writes_and_records_it(tmp_path):
@@ -159,7 +188,7 @@ def test_permission_denied_is_reported_with_the_path(tmp_path):
 
 
 def test_unexpected_error_still_fails_with_the_house_message(tmp_path):
-    with mock.patch.object(report_module, "write_report", side_effect=RuntimeError("boom")):
+    with mock.patch.object(report_module, "run_report", side_effect=RuntimeError("boom")):
         result = run_module_main(report_module, args(tmp_path))
     assert result["failed"] is True
     assert result["msg"] == "Failed to write report: RuntimeError: boom"

@@ -1,0 +1,404 @@
+# -*- coding: utf-8 -*-
+# Copyright: upkeep.runbooks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Trends of the report history: what changed, time series, inline SVG charts, capacity planning.
+
+Pure Python, no Ansible imports, no third-party libraries: the drawing is ~100 lines of SVG
+text, which keeps the report one self-contained file and this module importable on any node.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import functools
+import html
+import re
+
+from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import human_bytes
+
+_RANK = {"fail": 0, "warn": 1, "ok": 2}
+
+# (family id, title, unit, metric name pattern, label group); the group names the series.
+FAMILIES = (
+    ("database_size", "Database size", "bytes", re.compile(r"^database_size:(?P<label>.+)$")),
+    ("disk_free", "Disk free", "%", re.compile(r"^disk_free:(?P<label>.+)\.percent_free$")),
+    ("backup_bytes", "Backup size", "bytes", re.compile(r"^backup_dump:(?P<label>.+)\.bytes$")),
+    ("backup_seconds", "Backup duration", "s", re.compile(r"^backup_dump:(?P<label>.+)\.seconds$")),
+    ("restore_seconds", "Restore duration", "s", re.compile(r"^restore_test:(?P<label>.+)\.restore_seconds$")),
+    ("replication_lag", "Replication lag", "s",
+     re.compile(r"^(?P<label>replication_lag|replica_lag:.+?)(\.lag_seconds)?$")),
+    ("slow_queries", "Slow queries", "", re.compile(r"^(?P<label>slow_quer(y|ies)(:.+)?)(\.count)?$")),
+    ("connections", "Connections used", "%", re.compile(r"^(?P<label>connections)$")),
+)
+# Relative move (percent of the previous value) that "what changed" lists, per family.
+DEFAULT_CHANGE_PERCENT = 10.0
+# Disk free moves are in percentage points, not percent of percent.
+DEFAULT_CHANGE_POINTS = 5.0
+# Smaller moves are noise whatever their percentage (a lag of 0.3 s -> 1.2 s is not news).
+MIN_CHANGE = {"s": 5.0, "bytes": 1024 ** 2, "": 1}
+
+
+@functools.lru_cache(maxsize=4096)
+def family_of(metric):
+    """(family id, title, unit, label) for a metric name, or None when no chart shows it."""
+    for fid, title, unit, pattern in FAMILIES:
+        match = pattern.match(metric)
+        if match:
+            return fid, title, unit, match.group("label")
+    return None
+
+
+def parse_time(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def fmt(value, unit):
+    if value is None:
+        return "-"
+    if unit == "bytes":
+        return human_bytes(value)
+    text = f"{value:.1f}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".strip() if unit else text
+
+
+# --------------------------------------------------------------------------- what changed
+
+def changes(current, previous, percent=DEFAULT_CHANGE_PERCENT, points=DEFAULT_CHANGE_POINTS):
+    """What moved between two history entries: {"statuses": [...], "values": [...]}.
+
+    statuses: every (host, check) whose status differs, including checks that appeared or went
+    away. values: watched metrics (the chart families) that moved more than ``percent`` of the
+    previous value (``points`` percentage points for disk free and connections).
+    """
+    out = {"statuses": [], "values": []}
+    if not previous:
+        return out
+    cur_checks, old_checks = current.get("checks") or {}, previous.get("checks") or {}
+    for host in sorted(set(cur_checks) | set(old_checks)):
+        now, before = cur_checks.get(host, {}), old_checks.get(host, {})
+        for check in sorted(set(now) | set(before)):
+            if now.get(check) != before.get(check):
+                out["statuses"].append({"host": host, "check": check, "before": before.get(check),
+                                        "after": now.get(check)})
+    out["statuses"].sort(key=lambda c: (_RANK.get(c["after"], 3), c["host"], c["check"]))
+    cur_m, old_m = current.get("metrics") or {}, previous.get("metrics") or {}
+    for host in sorted(cur_m):
+        for metric in sorted(cur_m[host]):
+            fam = family_of(metric)
+            old = (old_m.get(host) or {}).get(metric)
+            new = cur_m[host][metric]
+            if fam is None or old is None:
+                continue
+            delta = new - old
+            if fam[2] == "%":
+                moved = abs(delta) > points
+                rel = None
+            else:
+                rel = (delta / old * 100.0) if old else (100.0 if delta else 0.0)
+                moved = abs(rel) > percent and abs(delta) >= MIN_CHANGE.get(fam[2], 0)
+            if moved:
+                out["values"].append({"host": host, "metric": metric, "title": fam[1], "label": fam[3],
+                                      "unit": fam[2], "before": old, "after": new, "delta": delta,
+                                      "percent": None if rel is None else round(rel, 1)})
+    return out
+
+
+# --------------------------------------------------------------------------- series
+
+_USED_RE = re.compile(r"^disk_free:(?P<label>.+)\.bytes_free$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _used_label(metric):
+    match = _USED_RE.match(metric)
+    return match.group("label") if match else None
+
+
+def series(runs):
+    """{host: {family id: {label: [(datetime, value), ...]}}} from history runs (any cadences)."""
+    out = {}
+    for run in sorted(runs, key=lambda r: r["generated_at"]):
+        when = parse_time(run["generated_at"])
+        for host, metrics in (run.get("metrics") or {}).items():
+            slot = out.setdefault(host, {})
+            for metric, value in metrics.items():
+                label = _used_label(metric)
+                if label:
+                    total = metrics.get(metric[: -len("bytes_free")] + "bytes_total")
+                    if total is not None:
+                        slot.setdefault("__used", {}).setdefault(label, []).append((when, total - value))
+                fam = family_of(metric)
+                if fam is not None:
+                    slot.setdefault(fam[0], {}).setdefault(fam[3], []).append((when, value))
+    return out
+
+
+def family_info(fid):
+    for fam in FAMILIES:
+        if fam[0] == fid:
+            return fam
+    raise KeyError(fid)
+
+
+# --------------------------------------------------------------------------- robust fit
+
+def _median(values):
+    values = sorted(values)
+    n = len(values)
+    if not n:
+        raise ValueError("median of nothing")
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def theil_sen(xs, ys, max_points=400):
+    """Theil-Sen line (slope, intercept): the median of all pairwise slopes, then the median
+    intercept. Robust: up to ~29 % of the points can be wild without moving it much. None with
+    fewer than two distinct x. Longer series are thinned evenly to max_points (O(n^2) pairs);
+    the capacity plan uses 48 evenly spaced points (1,128 pairs), which keeps a report of
+    hundreds of hosts fast and is still robust to odd days."""
+    points = sorted(zip(xs, ys))
+    if len(points) > max_points:
+        step = len(points) / float(max_points)
+        points = [points[int(i * step)] for i in range(max_points)] + [points[-1]]
+    slopes = []
+    for i, (xi, yi) in enumerate(points):
+        slopes.extend([(yj - yi) / (xj - xi) for xj, yj in points[i + 1:] if xj != xi])
+    if not slopes:
+        return None
+    slope = _median(slopes)
+    intercept = _median([y - slope * x for x, y in points])
+    return slope, intercept
+
+
+# --------------------------------------------------------------------------- capacity
+
+def _days(when, origin):
+    return (when - origin).total_seconds() / 86400.0
+
+
+def capacity(runs, now, horizon_days=3650, min_points=3):
+    """The capacity plan from history runs (any cadences), see docs/report.md "Capacity planning"."""
+    volumes, databases, connections = [], [], []
+    by_host = {}
+    for run in sorted(runs, key=lambda r: r["generated_at"]):
+        when = parse_time(run["generated_at"])
+        for host, metrics in (run.get("metrics") or {}).items():
+            slot = by_host.setdefault(host, {})
+            for metric, value in metrics.items():
+                slot.setdefault(metric, {})[when] = value
+        for host, limits in (run.get("thresholds") or {}).items():
+            by_host.setdefault(host, {}).setdefault("__thresholds", {}).update(limits)
+    for host in sorted(by_host):
+        metrics = by_host[host]
+        limits = metrics.get("__thresholds", {})
+        for metric in sorted(metrics):
+            match = re.match(r"^disk_free:(?P<label>.+)\.bytes_free$", metric)
+            if match:
+                total = metrics.get(f"disk_free:{match.group('label')}.bytes_total", {})
+                volumes.append(_volume(host, match.group("label"), metrics[metric], total,
+                                       limits.get(f"disk_free:{match.group('label')}", {}), now,
+                                       horizon_days, min_points))
+            match = re.match(r"^database_size:(?P<label>.+)$", metric)
+            if match:
+                databases.append(_database(host, match.group("label"), metrics[metric], now, min_points))
+        if "connections" in metrics:
+            values = metrics["connections"]
+            peak_at = max(values, key=lambda w: values[w])
+            connections.append({"host": host, "peak_percent": values[peak_at],
+                                "peak_at": peak_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                "latest_percent": values[max(values)],
+                                "warn_percent": (limits.get("connections") or {}).get("warn"),
+                                "fail_percent": (limits.get("connections") or {}).get("fail")})
+    plan = {"volumes": volumes, "databases": databases, "connections": connections}
+    plan["verdicts"] = verdicts(plan)
+    return plan
+
+
+FIT_POINTS = 48
+
+
+def _fit(points, now, min_points):
+    if len(points) < min_points:
+        return None
+    origin = min(points)
+    line = theil_sen([_days(w, origin) for w in points], [points[w] for w in points], max_points=FIT_POINTS)
+    if line is None:
+        return None
+    slope, intercept = line
+    return {"slope": slope, "intercept": intercept, "origin": origin, "now_x": _days(now, origin)}
+
+
+def _database(host, name, sizes, now, min_points):
+    fit = _fit(sizes, now, min_points)
+    latest = sizes[max(sizes)]
+    row = {"host": host, "database": name, "latest_bytes": latest, "points": len(sizes),
+           "growth_bytes_per_day": None, "days": round(_days(max(sizes), min(sizes)), 1)}
+    if fit:
+        row["growth_bytes_per_day"] = fit["slope"]
+    return row
+
+
+def _volume(host, label, free, total, limits, now, horizon_days, min_points):
+    used = {w: total[w] - free[w] for w in free if w in total}
+    last = max(free)
+    size = total.get(last)
+    row = {"host": host, "volume": label, "points": len(used), "bytes_total": size, "bytes_used": used.get(last),
+           "growth_bytes_per_day": None, "dates": {}, "days_left": {}, "limits_used_percent": {}}
+    warn_free = limits.get("warn_percent_free", 20)
+    fail_free = limits.get("fail_percent_free", 10)
+    targets = {"warn": 100.0 - warn_free, "fail": 100.0 - fail_free, "full": 100.0}
+    row["limits_used_percent"] = targets
+    fit = _fit(used, now, min_points)
+    if not fit or not size:
+        return row
+    row["growth_bytes_per_day"] = fit["slope"]
+    row["fit"] = {"slope": fit["slope"], "intercept": fit["intercept"],
+                  "origin": fit["origin"].strftime("%Y-%m-%dT%H:%M:%SZ")}
+    used_now = fit["intercept"] + fit["slope"] * fit["now_x"]
+    for name, percent in targets.items():
+        target = size * percent / 100.0
+        if used.get(last, 0) >= target:
+            row["days_left"][name] = 0
+            row["dates"][name] = now.date().isoformat()
+        elif fit["slope"] > 0:
+            days = (target - used_now) / fit["slope"]
+            days = max(days, 0.0)
+            if days <= horizon_days:
+                row["days_left"][name] = int(round(days))
+                row["dates"][name] = (now + datetime.timedelta(days=days)).date().isoformat()
+    return row
+
+
+def verdicts(plan):
+    """Sentences an operator can act on, the most urgent first."""
+    lines = []
+    for vol in plan["volumes"]:
+        who = f"{vol['host']}'s {vol['volume']} volume"
+        if vol["growth_bytes_per_day"] is None:
+            lines.append((9e9, "info", f"{who}: not enough history for a forecast ({vol['points']} runs)."))
+            continue
+        days = vol["days_left"]
+        growth = human_bytes(abs(vol["growth_bytes_per_day"]))
+        if "fail" in days and days["fail"] <= 90:
+            level = "fail"
+        elif "warn" in days and days["warn"] <= 180:
+            level = "warn"
+        else:
+            level = "ok"
+        if vol["growth_bytes_per_day"] <= 0:
+            lines.append((9e8, "ok", f"{who} is not growing ({growth}/day shrinking or flat)."))
+            continue
+        parts = []
+        for name, word in (("warn", "the warn limit"), ("fail", "the fail limit"), ("full", "100 %")):
+            if name in days:
+                pct = vol["limits_used_percent"][name]
+                shown = f"{pct:g} % used ({word})" if name != "full" else "100 %"
+                when = "now" if days[name] == 0 else f"in {days[name]} days ({vol['dates'][name]})"
+                parts.append(f"{shown} {when}")
+        if not parts:
+            text = f"{who} grows {growth}/day and reaches no limit within ten years."
+        else:
+            text = f"{who} grows {growth}/day and reaches " + ", ".join(parts) + "."
+        lines.append((min(days.values()) if days else 9e7, level, text))
+    for con in plan["connections"]:
+        warn = con.get("warn_percent")
+        if warn is not None and con["peak_percent"] >= warn:
+            lines.append((0, "warn", f"{con['host']}: connections peaked at {con['peak_percent']:g} % of "
+                                     f"max_connections ({con['peak_at']}); raise max_connections or add a pooler."))
+    lines.sort(key=lambda item: (item[0], item[2]))
+    return [{"level": level, "text": text} for _order, level, text in lines]
+
+
+# --------------------------------------------------------------------------- SVG
+
+_MARKERS = ("circle", "square", "triangle", "diamond", "cross")
+_DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 4")
+_COLOURS = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00")
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 240, 64, 96, 16, 34
+
+
+def _marker(kind, x, y, colour, title):
+    tip = f"<title>{html.escape(title)}</title>"
+    if kind == "circle":
+        shape = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"'
+    elif kind == "square":
+        shape = f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6"'
+    elif kind == "triangle":
+        shape = f'<path d="M{x:.1f} {y - 3.5:.1f}L{x + 3.5:.1f} {y + 3:.1f}L{x - 3.5:.1f} {y + 3:.1f}Z"'
+    elif kind == "diamond":
+        shape = f'<path d="M{x:.1f} {y - 4:.1f}L{x + 4:.1f} {y:.1f}L{x:.1f} {y + 4:.1f}L{x - 4:.1f} {y:.1f}Z"'
+    else:
+        shape = (f'<path d="M{x - 3:.1f} {y - 3:.1f}L{x + 3:.1f} {y + 3:.1f}'
+                 f'M{x - 3:.1f} {y + 3:.1f}L{x + 3:.1f} {y - 3:.1f}"')
+    return f'{shape} class="pt" fill="{colour}" stroke="{colour}">{tip}</{shape.split()[0][1:]}>'
+
+
+def chart(title, unit, lines, projections=None, ident="chart"):
+    """An inline SVG line chart plus a data table, as one HTML fragment.
+
+    lines: {label: [(datetime, value), ...]}; projections: {label: [(datetime, value), ...]} drawn
+    dashed grey (a forecast). Each series has its own marker shape and dash pattern and is
+    labelled at its end, so the chart reads without colour.
+    """
+    projections = projections or {}
+    labels = sorted(lines)
+    everything = [p for lab in labels for p in lines[lab]] + [p for pts in projections.values() for p in pts]
+    if not everything:
+        return ""
+    t0 = min(p[0] for p in everything)
+    t1 = max(p[0] for p in everything)
+    v0 = min(0.0, *(p[1] for p in everything))
+    v1 = max(p[1] for p in everything) or 1.0
+    span_t = (t1 - t0).total_seconds() or 1.0
+    span_v = (v1 - v0) or 1.0
+    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def xy(point):
+        return (PAD_L + (point[0] - t0).total_seconds() / span_t * pw,
+                PAD_T + ph - (point[1] - v0) / span_v * ph)
+
+    out = [f'<figure class="chart" id="{html.escape(ident)}"><figcaption>{html.escape(title)}</figcaption>',
+           f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(title)}" '
+           f'xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">']
+    for i in range(5):
+        val = v0 + span_v * i / 4
+        y = PAD_T + ph - ph * i / 4
+        out.append(f'<line x1="{PAD_L}" x2="{PAD_L + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dde3ea"/>'
+                   f'<text x="{PAD_L - 4}" y="{y + 4:.1f}" text-anchor="end">{html.escape(fmt(val, unit))}</text>')
+    for when, anchor in ((t0, "start"), (t1, "end")):
+        x = PAD_L if anchor == "start" else PAD_L + pw
+        out.append(f'<text x="{x}" y="{H - 10}" text-anchor="{anchor}">{when.date().isoformat()}</text>')
+    for index, label in enumerate(labels):
+        colour, dash, kind = (_COLOURS[index % 5], _DASHES[index % 5], _MARKERS[index % 5])
+        pts = sorted(lines[label])
+        coords = [xy(p) for p in pts]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<g class="series" data-series="{html.escape(label)}" data-points="{len(pts)}">')
+        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"{dash_attr}/>')
+        step = max(1, len(pts) // 60)
+        for n, (p, (x, y)) in enumerate(zip(pts, coords)):
+            if n % step == 0 or n == len(pts) - 1:
+                out.append(_marker(kind, x, y, colour, f"{label} {p[0].date().isoformat()}: {fmt(p[1], unit)}"))
+        x, y = coords[-1]
+        out.append(f'<text x="{min(x + 6, W - 2):.1f}" y="{y + 4:.1f}">{html.escape(label[:14])}</text></g>')
+        if label in projections:
+            proj = [xy(p) for p in sorted(projections[label])]
+            ppath = " ".join(f"{x:.1f},{y:.1f}" for x, y in proj)
+            out.append(f'<polyline class="projection" points="{ppath}" fill="none" stroke="#5f6b7a" '
+                       f'stroke-width="1.4" stroke-dasharray="3 3"/>')
+    out.append("</svg>")
+    rows = []
+    stamps = sorted({p[0] for lab in labels for p in lines[lab]})
+    index = {lab: dict(lines[lab]) for lab in labels}
+    for when in stamps:
+        cells = "".join(f"<td>{html.escape(fmt(index[lab].get(when), unit))}</td>" for lab in labels)
+        rows.append(f"<tr><td>{when.strftime('%Y-%m-%d %H:%M')}</td>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
+    out.append(f'<details><summary>Data ({len(stamps)} runs)</summary><div class="scroll"><table class="data">'
+               f"<thead><tr><th>UTC</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></details>")
+    out.append("</figure>")
+    return "".join(out)
