@@ -132,6 +132,7 @@ def test_job_templates_follow_the_rules(controller):
         prompts = [key for key, value in tpl.items() if key.startswith("ask_") and value]
         assert not prompts, "%s prompts on launch: %s" % (name, prompts)
         assert tpl["extra_vars"]["report_s3_enabled"] is True, "AWX jobs keep their reports in S3"
+        assert tpl["extra_vars"]["upkeep_run_lock_ttl"] == "%ds" % tpl["timeout"], "lock expiry = job timeout"
 
 
 def test_execution_environment_is_pinned(controller):
