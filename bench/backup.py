@@ -17,15 +17,16 @@ BENCH_ROUNDS rounds (measured and baseline rounds alternate, the order flipping 
 5. the peak RSS of the module process itself (pg_backup, pg_backup_verify, s3_backup) at
    BENCH_SCALE GiB and, after growing the same database by adding rows, at 3 x BENCH_SCALE GiB,
    where the gzip backup and the restore are compared once more (two rounds: most of a minute
-   each) and the upload in BENCH_ROUNDS rounds.
+   each), the zstd backup and the upload in BENCH_ROUNDS rounds.
 
 The upload is also timed with s3_backup set to boto3's own part size and concurrency, which
 separates the module's own work from its choice of transfer settings.
 
 Modules run as Ansible runs them (tests/integration/module_runner: a Python process, arguments
-on stdin). Their peak RSS is the module process's own ``ru_maxrss`` (RUSAGE_SELF), reported at
+on stdin). Their peak RSS is the module process's own ``VmHWM`` (/proc/self/status), reported at
 exit by a sitecustomize hook placed on the module's PYTHONPATH; the programs the module starts
-(pg_dump, zstd, pg_restore) are separate processes and not included.
+(pg_dump, zstd, pg_restore) are separate processes and not included. The load average is
+printed at the start and the end: the figures of a busy machine are read with it.
 
 Environment: BENCH_SCALE (default 1: ~1 GiB), BENCH_ROUNDS (default 3). A missed target is
 reported, never an error; only a failing module or tool stops the run. Everything (cluster,
@@ -439,7 +440,16 @@ def machine_description(workdir, bindir):
         ("python", "%s (%s)" % (platform.python_version(), sys.executable)),
         ("boto3", boto),
         ("settings", "rounds %d, scale %g (%s GiB then %s GiB)" % (ROUNDS, SCALE, _g(SCALE), _g(3 * SCALE))),
+        ("load", load_average()),
     ]
+
+
+def load_average():
+    """The 1/5/15-minute load average: other work on a shared machine slows every side."""
+    try:
+        return "%.2f %.2f %.2f (1/5/15 min), %d cores" % (os.getloadavg() + (os.cpu_count() or 0,))
+    except OSError:
+        return "unknown"
 
 
 def _g(value):
@@ -559,8 +569,9 @@ class Bench:
 
     # ---- runners -----------------------------------------------------------------------
 
-    def module(self, name, args, size_label=None, env=None):
-        """Run a module as Ansible does; returns (seconds, result) and records its own peak RSS."""
+    def module(self, name, args, size_label=None, env=None, rss_name=None):
+        """Run a module as Ansible does; returns (seconds, result) and records its own peak RSS
+        (under ``rss_name``, default the module's name, when ``size_label`` is given)."""
         rss_file = os.path.join(self.workdir, "rss.json")
         if os.path.exists(rss_file):
             os.unlink(rss_file)
@@ -574,7 +585,7 @@ class Bench:
         with open(rss_file, encoding="utf-8") as handle:
             rss = json.load(handle)["vmhwm_kib"]
         if size_label:
-            self.rss.setdefault((name, size_label), []).append(rss)
+            self.rss.setdefault((rss_name or name, size_label), []).append(rss)
         return seconds, result
 
     def backup_args(self, compression):
@@ -582,15 +593,17 @@ class Bench:
                                         compression=compression, pg_bin_dir=self.bindir, host_label="bench")
 
     def pg_backup(self, compression, size_label=None):
-        return self.module("pg_backup", self.backup_args(compression), size_label)
+        return self.module("pg_backup", self.backup_args(compression), size_label,
+                           rss_name="pg_backup" if compression == "gzip" else "pg_backup %s" % compression)
 
     def s3_env(self):
         return dict(self.s3.env)
 
     # ---- 1 and 2: backup ---------------------------------------------------------------
 
-    def bench_backup(self, label, rounds, full=True):
-        """pg_backup against raw pg_dump; with ``full`` also zstd and the cron-script pipeline.
+    def bench_backup(self, label, rounds, full=True, zstd_rounds=None):
+        """pg_backup against raw pg_dump, and zstd against its pipeline (in ``zstd_rounds``, default
+        ``rounds``); with ``full`` also the cron-script pipeline.
 
         Returns {compression: path of the last backup pg_backup wrote} (older ones are removed).
         """
@@ -604,7 +617,7 @@ class Bench:
 
         def module_side(compression):
             def run(_round_no):
-                seconds, result = self.pg_backup(compression, size_label=label if compression == "gzip" else None)
+                seconds, result = self.pg_backup(compression, size_label=label)
                 previous = kept.get(compression)
                 if previous:
                     shutil.rmtree(previous, ignore_errors=True)
@@ -655,18 +668,18 @@ class Bench:
                 "pg_backup compression=gzip", gz["module"], "%.0f MiB" % mib(sizes["gzip"]),
                 "pg_dump DB | gzip > FILE.sql.gz", gz["pipe"], "%.0f MiB" % mib(sizes["pipe"]),
                 TARGET_BACKUP)
-            zs = alternate(rounds, [("module", module_side("zstd")), ("raw", raw_zstd(False)),
-                                    ("synced", raw_zstd(True))])
-            self.ratio_block(
-                "backup, zstd, %s" % at,
-                "pg_backup compression=zstd", zs["module"], "%.0f MiB" % mib(sizes["zstd"]),
-                "pg_dump -Fc -Z0 | zstd -T0 > FILE", zs["raw"], "%.0f MiB" % mib(sizes["raw_zstd"]),
-                TARGET_BACKUP)
-            self.ratio_block(
-                "backup, zstd, baseline made durable, %s" % at,
-                "pg_backup compression=zstd", zs["module"], "",
-                "pg_dump -Fc -Z0 | zstd -T0 > FILE && sync FILE", zs["synced"], "",
-                TARGET_BACKUP)
+        zs = alternate(zstd_rounds or rounds, [("module", module_side("zstd")), ("raw", raw_zstd(False)),
+                                               ("synced", raw_zstd(True))])
+        self.ratio_block(
+            "backup, zstd, %s" % at,
+            "pg_backup compression=zstd", zs["module"], "%.0f MiB" % mib(sizes["zstd"]),
+            "pg_dump -Fc -Z0 | zstd -T0 > FILE", zs["raw"], "%.0f MiB" % mib(sizes["raw_zstd"]),
+            TARGET_BACKUP)
+        self.ratio_block(
+            "backup, zstd, baseline made durable, %s" % at,
+            "pg_backup compression=zstd", zs["module"], "",
+            "pg_dump -Fc -Z0 | zstd -T0 > FILE && sync FILE", zs["synced"], "",
+            TARGET_BACKUP)
         for path in (gz_file, plain_gz, zst_file):
             if os.path.exists(path):
                 os.unlink(path)
@@ -763,7 +776,7 @@ class Bench:
         what = "%s (moto on loopback, %.0f MiB in %d files)" % (self.at(), mib(total), len(os.listdir(backup_path)))
         self.ratio_block(
             "upload to S3, %s" % what,
-            "s3_backup, defaults: 64 MiB parts x 4, SSE, verify=metadata", times["module"], "",
+            "s3_backup, defaults: 16 MiB parts x 8, SSE, verify=metadata", times["module"], "",
             "boto3 upload_file, default TransferConfig, own process", times["raw"], "",
             TARGET_UPLOAD)
         self.ratio_block(
@@ -836,10 +849,11 @@ class Bench:
         a minute each there) and the upload in BENCH_ROUNDS rounds."""
         say()
         self.grow(int(3 * SCALE * GIB))
-        kept = self.bench_backup("3", LARGE_ROUNDS, full=False)
+        kept = self.bench_backup("3", LARGE_ROUNDS, full=False, zstd_rounds=ROUNDS)
         self.bench_verify(kept["gzip"], "3", LARGE_ROUNDS)
         self.bench_upload(kept["gzip"], "3", ROUNDS)
-        shutil.rmtree(kept["gzip"], ignore_errors=True)
+        for path in kept.values():
+            shutil.rmtree(path, ignore_errors=True)
 
     def rss_block(self, base_size, big_size):
         say()
@@ -847,7 +861,7 @@ class Bench:
         say("   %-22s %12s %12s %10s   target < %.0f MiB and flat" % (
             "", "at %.2f GiB" % (base_size / float(GIB)), "at %.2f GiB" % (big_size / float(GIB)), "growth",
             TARGET_RSS_MIB))
-        for name in ("pg_backup", "pg_backup_verify", "s3_backup", "boto3 upload_file"):
+        for name in ("pg_backup", "pg_backup zstd", "pg_backup_verify", "s3_backup", "boto3 upload_file"):
             small = max(self.rss.get((name, "1"), [0])) / 1024.0
             big = max(self.rss.get((name, "3"), [0])) / 1024.0
             growth = big - small
@@ -915,6 +929,7 @@ def main():
         bench.run_large()
         bench.rss_block(base_size, bench.db_size())
         bench.summary()
+        say("load      %s at the end" % load_average())
         say("total run time %.0f s" % (time.perf_counter() - started))
     except BenchError as exc:
         say("bench/backup.py: %s" % exc)

@@ -39,8 +39,8 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
-import time
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
@@ -49,12 +49,14 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest
 try:
     import boto3
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
+    from s3transfer.subscribers import BaseSubscriber
     from botocore import exceptions as boto_exceptions
     from botocore.config import Config as BotoConfig
 except ImportError:  # pragma: no cover - exercised through ensure_boto3() tests
     boto3 = None
     TransferConfig = None
     create_transfer_manager = None
+    BaseSubscriber = object
     boto_exceptions = None
     BotoConfig = None
 
@@ -178,7 +180,11 @@ def endpoint_of(s3):
         return "the S3 endpoint"
 
 
-def transfer_config(part_size_mb=64, max_concurrency=4):
+DEFAULT_PART_SIZE_MB = 16    # s3_backup's defaults; docs/performance.md says why
+DEFAULT_MAX_CONCURRENCY = 8
+
+
+def transfer_config(part_size_mb=DEFAULT_PART_SIZE_MB, max_concurrency=DEFAULT_MAX_CONCURRENCY):
     """Transfer settings with bounded memory: parts of ``part_size_mb`` read from disk on demand.
 
     boto3 raises the part size by itself when a file would need more than 10,000 parts.
@@ -532,11 +538,13 @@ def upload_verified(s3, bucket, items, config, extra_args=None, on_progress=None
     manager = create_transfer_manager(s3, config)
     futures = []
     failure = None
+    finished = queue.Queue()
     try:
         for item in items:
             args = dict(extra_args or {})
             args["Metadata"] = {SHA256_META: item["sha256"]}
-            futures.append(manager.upload(item["path"], bucket, item["key"], extra_args=args))
+            futures.append(manager.upload(item["path"], bucket, item["key"], extra_args=args,
+                                          subscribers=[_DoneSignal(finished)]))
         for item in items:
             failure = _first_failure(items, futures)
             if failure is not None:
@@ -550,8 +558,13 @@ def upload_verified(s3, bucket, items, config, extra_args=None, on_progress=None
                 break
             if on_progress is not None:
                 on_progress(item)
+        # Each transfer signals its end (success or error) through its subscriber: wait for those
+        # signals instead of polling, and stop at the first failure.
         while failure is None and not all(future.done() for future in futures):
-            time.sleep(0.05)
+            try:
+                finished.get(timeout=5.0)  # the timeout only guards against a signal that never comes
+            except queue.Empty:
+                pass
             failure = _first_failure(items, futures)
         if failure is not None:
             for future in futures:
@@ -572,6 +585,16 @@ def upload_verified(s3, bucket, items, config, extra_args=None, on_progress=None
         raise UploadFailed(describe_error(exc, endpoint_of(s3), bucket, item["key"]), key=item["key"],
                            uploaded=done, cause=exc)
     return uploaded
+
+
+class _DoneSignal(BaseSubscriber):
+    """Puts a token on a queue when its transfer is done, whether it succeeded, failed or was cancelled."""
+
+    def __init__(self, finished):
+        self.finished = finished
+
+    def on_done(self, future, **kwargs):
+        self.finished.put(True)
 
 
 def _first_failure(items, futures):

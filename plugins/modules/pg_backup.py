@@ -271,13 +271,15 @@ notes:
       /var/backups/postgresql/app/daily-20261123T021500Z
 """
 
-import os  # noqa: E402 - Ansible modules import after their documentation
+import hashlib  # noqa: E402 - Ansible modules import after their documentation
+import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -300,6 +302,7 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (
 
 FATAL_MARKERS = ("pg_dump: error:", "pg_dumpall: error:", "FATAL", "ERROR:")
 STDERR_KEEP = 64 * 1024
+PUMP_CHUNK = 1 << 20  # zstd's output is moved to disk in pieces of this size (memory stays flat)
 LEVELS = {"gzip": (1, 9), "zstd": (1, 19)}
 
 TABLES_QUERY = """
@@ -417,6 +420,40 @@ def _ensure_dir(path):
         raise OSError(13, "Permission denied (directory not writable)")
 
 
+class CountThread(threading.Thread):
+    """The exact row counts of PgBackup.count_rows on a thread of their own (zstd dumps)."""
+
+    def __init__(self, backup, tables):
+        super().__init__(name="row-counts", daemon=True)
+        self.backup = backup
+        self.tables = tables
+        self.counted = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.counted = self.backup.count_rows(self.tables)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread by result()
+            self.error = exc
+
+    def result(self):
+        if self.error is not None:
+            if isinstance(self.error, BackupError):
+                raise self.error
+            raise BackupError("Failed to count rows in database '%s': %s: %s" % (
+                self.backup.database, self.error.__class__.__name__,
+                _mask(str(self.error), self.backup.password))) from None
+        return self.counted
+
+    def stop(self):
+        """Cancel a running count query (the module is failing) and wait a little for the thread."""
+        try:
+            self.backup.conn.cancel()
+        except Exception:  # noqa: S110 - the connection is closed next anyway
+            pass
+        self.join(timeout=5)
+
+
 # --------------------------------------------------------------------------------------
 # the backup
 
@@ -429,6 +466,11 @@ class PgBackup(object):
         self.password = self.p.get("login_password")
         self.conn = None
         self.procs = []
+        self.toc_procs = []
+        self.toc_sink = None
+        self.zstd_out = None
+        self.dump_fd = None
+        self.counter = None
         self.partial = None
         self.notes = []
         self.tools = None
@@ -599,20 +641,106 @@ class PgBackup(object):
                                   stdout=subprocess.DEVNULL, stderr=stderr_dump)
             self.procs.append(("pg_dump", proc, stderr_dump))
             return
-        fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # pg_dump | zstd, and zstd's output comes through this process: it is hashed and written on
+        # the way (no second read of the file) and its start feeds the table-of-contents check.
+        self.dump_fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        dump = pg_tools.start(self.dump_argv(snapshot, None), env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=stderr_dump)
+        self.procs.append(("pg_dump", dump, stderr_dump))
+        zstd_argv = [self.tools["zstd"], "-T0", "-q", "-c"]
+        if self.p["compression_level"]:
+            zstd_argv.append("-%d" % self.p["compression_level"])
+        zstd = pg_tools.start(zstd_argv, env=self.client_env(database=False, password=False), stdin=dump.stdout,
+                              stdout=subprocess.PIPE, stderr=stderr_zstd)
+        self.procs.append(("zstd", zstd, stderr_zstd))
+        dump.stdout.close()  # zstd holds the read end now; pg_dump gets SIGPIPE if zstd dies
+        self.zstd_out = zstd.stdout
+
+    def start_toc_reader(self, out, err_unzstd, err_list):
+        """``zstd -dc | pg_restore --list`` fed from the dump stream while it is written (zstd dumps).
+
+        pg_restore reads only the archive's header and table of contents, which pg_dump writes
+        first, and exits; its listing goes to the file ``out``. Returns the feeder's stdin.
+        """
+        env = self.client_env(database=False, password=False)
+        unzstd = pg_tools.start([self.tools["zstd"], "-dcq"], env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err_unzstd)
+        self.toc_procs.append(("zstd", unzstd, err_unzstd))
+        lister = pg_tools.start([self.tool("pg_restore"), "--list"], env=env, stdin=unzstd.stdout,
+                                stdout=out, stderr=err_list)
+        self.toc_procs.append(("pg_restore", lister, err_list))
+        unzstd.stdout.close()
+        return unzstd.stdin
+
+    def pump(self, dump_path, toc_sink):
+        """Copy zstd's output into the dump file, hashing it and feeding ``toc_sink`` until that closes.
+
+        Returns ``(sha256, size)`` of what was written; the file is fsynced. A write error
+        (disk full) raises BackupError; the pipeline's own failures are found by wait_dump.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        buf = bytearray(PUMP_CHUNK)
+        view = memoryview(buf)
+        source = self.zstd_out
         try:
-            dump = pg_tools.start(self.dump_argv(snapshot, None), env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=stderr_dump)
-            self.procs.append(("pg_dump", dump, stderr_dump))
-            zstd_argv = [self.tools["zstd"], "-T0", "-q", "-c"]
-            if self.p["compression_level"]:
-                zstd_argv.append("-%d" % self.p["compression_level"])
-            zstd = pg_tools.start(zstd_argv, env=self.client_env(database=False, password=False), stdin=dump.stdout,
-                                  stdout=fd, stderr=stderr_zstd)
-            self.procs.append(("zstd", zstd, stderr_zstd))
-            dump.stdout.close()  # zstd holds the read end now; pg_dump gets SIGPIPE if zstd dies
+            while True:
+                count = source.readinto(buf)
+                if not count:
+                    break
+                chunk = view[:count]
+                digest.update(chunk)
+                written = 0
+                while written < count:
+                    written += os.write(self.dump_fd, chunk[written:])
+                size += count
+                if toc_sink is not None:
+                    try:
+                        toc_sink.write(chunk)
+                    except (BrokenPipeError, ValueError):
+                        self.close_toc_sink()  # pg_restore has read the table of contents
+                        toc_sink = None
+            if toc_sink is not None:
+                self.close_toc_sink()
+            os.fsync(self.dump_fd)
+        except OSError as exc:
+            raise BackupError("Failed to dump database '%s': cannot write %s: %s"
+                              % (self.database, dump_path, _strerror(exc))) from None
         finally:
-            os.close(fd)
+            source.close()
+            self.zstd_out = None
+            os.close(self.dump_fd)
+            self.dump_fd = None
+        return digest.hexdigest(), size
+
+    def close_toc_sink(self):
+        if self.toc_sink is not None:
+            try:
+                self.toc_sink.close()
+            except OSError:  # noqa: S110 - pg_restore stopped reading; its exit code tells whether it is done
+                pass
+            self.toc_sink = None
+
+    def toc_from_stream(self, dump_path, out, err_list):
+        """The entry count pg_restore --list gave from the stream (see start_toc_reader)."""
+        code = None
+        for name, proc, _err in self.toc_procs:
+            if name == "pg_restore":
+                code = proc.wait()
+            else:
+                # It stops with a broken pipe once pg_restore has what it needs: not an error.
+                pg_tools.kill_process(proc, grace=1)
+        self.toc_procs = []
+        errors, lines = _read_stderr(err_list)
+        if code != 0 or errors:
+            raise BackupError("Failed to read the table of contents of %s with pg_restore --list: %s"
+                              % (dump_path, "; ".join((errors or lines[-3:] or ["exit code %s" % code])[:3])))
+        out.seek(0)
+        count = sum(1 for line in out if line.strip() and not line.strip().startswith(b";"))
+        if count == 0:
+            raise BackupError("Failed to read the table of contents of %s: pg_restore --list found no entries"
+                              % dump_path)
+        return count
 
     def dump_failed(self):
         """True when a child of the pipeline already exited non-zero."""
@@ -707,8 +835,13 @@ class PgBackup(object):
                               % dump_path)
         return count
 
-    def finish_files(self, root):
-        """Owner-only modes, fsync every file and directory, and return the manifest ``files`` entries."""
+    def finish_files(self, root, known=None):
+        """Owner-only modes, fsync every file and directory, and return the manifest ``files`` entries.
+
+        ``known`` maps relative paths to ``(sha256, size)`` computed while the file was written;
+        their size is checked against the file and they are not read again.
+        """
+        known = known or {}
         for current, _dirs, files in os.walk(root):
             os.chmod(current, 0o700)
             for name in files:
@@ -717,7 +850,17 @@ class PgBackup(object):
                     raise BackupError("Failed to check backup files: %s is not a regular file" % full)
                 os.chmod(full, 0o600)
                 manifest_utils.fsync_file(full)
-        entries = manifest_utils.file_entries(root)
+        paths = manifest_utils.walk_files(root)
+        entries = manifest_utils.file_entries(root, [rel for rel in paths if rel not in known])
+        for rel in paths:
+            if rel in known:
+                digest, size = known[rel]
+                on_disk = os.stat(os.path.join(root, rel)).st_size
+                if on_disk != size:
+                    raise BackupError("Failed to check backup files: %s has %d bytes, %d were written"
+                                      % (os.path.join(root, rel), on_disk, size))
+                entries.append({"path": rel, "size": size, "sha256": digest})
+        entries.sort(key=lambda entry: entry["path"])
         for current, _dirs, _files in os.walk(root, topdown=False):
             manifest_utils.fsync_dir(current)
         return entries
@@ -782,10 +925,27 @@ class PgBackup(object):
             raise BackupError("Failed to take a snapshot of database '%s': %s"
                               % (self.database, describe_error(exc, secrets=[self.password]))) from None
 
-        with tempfile.TemporaryFile() as err_dump, tempfile.TemporaryFile() as err_zstd:
+        streamed = None
+        toc = None
+        with tempfile.TemporaryFile() as err_dump, tempfile.TemporaryFile() as err_zstd, \
+                tempfile.TemporaryFile() as toc_out, tempfile.TemporaryFile() as err_unzstd, \
+                tempfile.TemporaryFile() as err_list:
             self.start_dump(snapshot, dump_path, err_dump, err_zstd)
-            counted = self.count_rows(tables)
-            self.wait_dump()
+            if self.zstd_out is None:
+                counted = self.count_rows(tables)
+                self.wait_dump()
+            else:
+                # The exact counts run in the snapshot on their own thread (the queries release the
+                # GIL) while this thread moves the compressed stream to disk.
+                self.toc_sink = self.start_toc_reader(toc_out, err_unzstd, err_list)
+                self.counter = CountThread(self, tables)
+                self.counter.start()
+                streamed = self.pump(dump_path, self.toc_sink)
+                self.counter.join()
+                self.wait_dump()
+                counted = self.counter.result()
+                self.counter = None
+                toc = self.toc_from_stream(dump_path, toc_out, err_list)
         if len(counted) != len(tables):  # pragma: no cover - wait_dump raised already
             raise BackupError("Failed to dump database '%s': pg_dump stopped early" % self.database)
         try:
@@ -798,9 +958,11 @@ class PgBackup(object):
                               % (self.database, dump_rel))
         if p["globals"]:
             self.dump_globals(os.path.join(partial, "globals.sql"))
-        toc = self.toc_entries(dump_path)
+        if toc is None:
+            toc = self.toc_entries(dump_path)
+        known = {dump_rel: streamed} if streamed is not None else {}
         try:
-            entries = self.finish_files(partial)
+            entries = self.finish_files(partial, known)
         except OSError as exc:
             raise BackupError("Failed to checksum the files of %s: %s"
                               % (partial, _strerror(exc))) from None
@@ -867,9 +1029,21 @@ class PgBackup(object):
 
     def cleanup(self):
         """Stop children and remove the partial directory; returns a note when removal failed."""
-        for _name, proc, _err in self.procs:
+        for _name, proc, _err in self.procs + self.toc_procs:
             pg_tools.kill_process(proc)
         self.procs = []
+        self.toc_procs = []
+        self.close_toc_sink()
+        for handle in (self.zstd_out,):
+            if handle is not None:
+                handle.close()
+        self.zstd_out = None
+        if self.dump_fd is not None:
+            os.close(self.dump_fd)
+            self.dump_fd = None
+        if self.counter is not None and self.counter.is_alive():
+            self.counter.stop()
+        self.counter = None
         close_quietly(self.conn)
         self.conn = None
         if self.partial and os.path.exists(self.partial):
