@@ -34,6 +34,7 @@ import sys
 import time
 import urllib.parse
 
+import aptrepo
 import openbao
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,6 +108,25 @@ def openbao_server(url=None):
         return openbao._server_for(os.path.join(STATE, "openbao"))
     host, port = loopback(url)
     return openbao.BaoServer(os.path.join(STATE, "openbao"), host=host, port=port, cluster_port=port + 1)
+
+
+def apt_repository(url=None):
+    """The lab's signed apt repository (lab/aptrepo.py), its directory lab/.state/aptrepo."""
+    if url is None:
+        return aptrepo.AptRepo(os.path.join(STATE, "aptrepo"))
+    host, port = loopback(url)
+    return aptrepo.AptRepo(os.path.join(STATE, "aptrepo"), host=host, port=port)
+
+
+def start_apt_repository(url):
+    """Serve the test repository at `url`: step 1 (every package at 1.0-1) until the hosts are
+    provisioned; cmd_up publishes step 2 (the set staging tests) afterwards."""
+    try:
+        repo = apt_repository(url).up(step=1, detach=True)
+    except aptrepo.RepoError as exc:
+        die("apt repository at %s: %s" % (url, exc))
+    log("apt repository up at %s (step %d)" % (repo.url, repo.step))
+    return repo
 
 
 def start_vault(url):
@@ -221,6 +241,7 @@ def cmd_up(args):
         stop_endpoint("vault")
     new_vault = not os.path.exists(os.path.join(STATE, "openbao", "init.json"))
     start_vault(common["lab_vault_addr"])
+    repo = start_apt_repository(common["lab_apt_url"])
     for host in sorted(hosts):
         # Hosts provisioned against another Vault hold its passwords: a new Vault gets new hosts.
         start_container(host, hosts[host], image, replace=new_vault)
@@ -229,6 +250,10 @@ def cmd_up(args):
     log("provisioning the lab hosts")
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"))
     run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", INVENTORY, os.path.join(HERE, "provision.yml")], env=env)
+    if repo.step < 2:
+        # The hosts run the 1.0-1 packages; step 2 gives `make demo RUNBOOK=patch` something to patch.
+        repo.publish(2)
+        log("apt repository: published step 2 (the 1.1-1 set staging tests)")
     log("lab is up: %s" % ", ".join("%s=%s" % (h, hosts[h]["lab_address"]) for h in sorted(hosts)))
 
 
@@ -238,6 +263,9 @@ def cmd_down(_args):
         run(["podman", "rm", "-f", "-v", "-t", "5"] + names, capture=True)
         log("removed containers: %s" % ", ".join(names))
     stop_endpoint("s3")
+    if os.path.isdir(os.path.join(STATE, "aptrepo")):
+        apt_repository().stop()
+        log("apt repository stopped")
     stop_endpoint("vault")  # an older lab's Vault endpoint, if one is still running
     if os.path.isdir(os.path.join(STATE, "openbao")):
         openbao_server().stop()
