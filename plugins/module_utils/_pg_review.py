@@ -110,7 +110,8 @@ SELECT i.indexrelid::bigint AS oid,
        coalesce(s.idx_scan, 0)::bigint AS scans,
        pg_get_indexdef(i.indexrelid) AS definition,
        EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
-               WHERE p.relid = i.indrelid AND p.datid = (SELECT oid FROM pg_database WHERE datname = current_database()))
+               WHERE p.relid = i.indrelid
+                 AND p.datid = (SELECT oid FROM pg_database WHERE datname = current_database()))
          AS build_in_progress,
        (SELECT coalesce(sum(st.avg_width), 0) FROM pg_attribute a JOIN pg_stats st
            ON st.schemaname = tn.nspname AND st.tablename = t.relname AND st.attname = a.attname
@@ -202,7 +203,8 @@ FROM pg_stat_activity
 WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'
   AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL OR state <> 'idle')
 UNION ALL
-SELECT 'replication_slot', slot_name::text, database::text, NULL, slot_type, CASE WHEN active THEN 'active' ELSE 'inactive' END,
+SELECT 'replication_slot', slot_name::text, database::text, NULL, slot_type,
+       CASE WHEN active THEN 'active' ELSE 'inactive' END,
        greatest(age(xmin), age(catalog_xmin))::bigint, NULL, NULL, NULL,
        CASE WHEN xmin IS NOT NULL THEN 'xmin' ELSE 'catalog_xmin' END
 FROM pg_replication_slots
@@ -343,8 +345,11 @@ def collect(conn, options, previous=None, volume_free_bytes=None, replica_index_
         schema = basics["extensions"]["pg_stat_statements"]
         statements = db.all(
             _with_schema(SQL_STATEMENTS, schema),
-            {"limit": max(options["slow_query_top"], options["snapshot_statements_limit"]),
-             "mean_ms": options["slow_query_mean_ms"], "min_calls": options["slow_query_min_calls"]},
+            {
+                "limit": max(options["slow_query_top"], options["snapshot_statements_limit"]),
+                "mean_ms": options["slow_query_mean_ms"],
+                "min_calls": options["slow_query_min_calls"],
+            },
         )
     indexes = collect_indexes(db)
     tables = collect_tables(db)
@@ -352,11 +357,23 @@ def collect(conn, options, previous=None, volume_free_bytes=None, replica_index_
     sequences = db.all(SQL_SEQUENCES)
     activity = db.all(SQL_ACTIVITY)
     data = {
-        "basics": basics, "statements": statements, "statements_hint": hint, "indexes": indexes,
-        "tables": tables, "constraints": constraints, "sequences": sequences, "activity": activity,
+        "basics": basics,
+        "statements": statements,
+        "statements_hint": hint,
+        "indexes": indexes,
+        "tables": tables,
+        "constraints": constraints,
+        "sequences": sequences,
+        "activity": activity,
     }
-    out = review(data, options, previous=previous, volume_free_bytes=volume_free_bytes,
-                 replica_index_scans=replica_index_scans, confirm=_confirmer(db, basics))
+    out = review(
+        data,
+        options,
+        previous=previous,
+        volume_free_bytes=volume_free_bytes,
+        replica_index_scans=replica_index_scans,
+        confirm=_confirmer(db, basics),
+    )
     out["statements_run"] = db.statements
     return out
 
@@ -385,8 +402,7 @@ def _confirmer(db, basics):
 # judging
 
 
-def review(data, options, previous=None, volume_free_bytes=None, replica_index_scans=None, confirm=None,
-           now=None):
+def review(data, options, previous=None, volume_free_bytes=None, replica_index_scans=None, confirm=None, now=None):
     """Findings and check results from what :func:`collect` read (pure: unit-testable)."""
     opts = dict(DEFAULTS)
     opts.update(dict((k, v) for k, v in (options or {}).items() if v is not None))
@@ -406,22 +422,40 @@ def review(data, options, previous=None, volume_free_bytes=None, replica_index_s
 
     # slow queries ------------------------------------------------------------------------
     out["slow_queries"] = slow = slow_queries(data.get("statements"), data.get("statements_hint"), opts, previous)
-    threshold = {"mean_ms": opts["slow_query_mean_ms"], "min_calls": opts["slow_query_min_calls"],
-                 "regression_percent": opts["slow_query_regression_percent"]}
+    threshold = {
+        "mean_ms": opts["slow_query_mean_ms"],
+        "min_calls": opts["slow_query_min_calls"],
+        "regression_percent": opts["slow_query_regression_percent"],
+    }
     if not slow["available"]:
         add("slow_queries", "warn", None, threshold, slow["hint"])
     elif slow["over_threshold"] or slow["regressions"]:
-        add("slow_queries", "warn", [_short_query(q) for q in (slow["regressions"] + slow["over_threshold"])[:10]],
+        add(
+            "slow_queries",
+            "warn",
+            [_short_query(q) for q in (slow["regressions"] + slow["over_threshold"])[:10]],
             threshold,
             "%d quer%s with mean time >= %s ms over >= %s calls; %d mean-time regression(s) since the previous "
-            "report; %d new quer%s" % (
-                len(slow["over_threshold"]), "y" if len(slow["over_threshold"]) == 1 else "ies",
-                _plain(opts["slow_query_mean_ms"]), opts["slow_query_min_calls"], len(slow["regressions"]),
-                len(slow["new"]), "y" if len(slow["new"]) == 1 else "ies"))
+            "report; %d new quer%s"
+            % (
+                len(slow["over_threshold"]),
+                "y" if len(slow["over_threshold"]) == 1 else "ies",
+                _plain(opts["slow_query_mean_ms"]),
+                opts["slow_query_min_calls"],
+                len(slow["regressions"]),
+                len(slow["new"]),
+                "y" if len(slow["new"]) == 1 else "ies",
+            ),
+        )
     else:
-        add("slow_queries", "ok", [_short_query(q) for q in slow["top"][:5]], threshold,
-            "no query over %s ms mean with >= %s calls; top %d by total time listed" % (
-                _plain(opts["slow_query_mean_ms"]), opts["slow_query_min_calls"], min(5, len(slow["top"]))))
+        add(
+            "slow_queries",
+            "ok",
+            [_short_query(q) for q in slow["top"][:5]],
+            threshold,
+            "no query over %s ms mean with >= %s calls; top %d by total time listed"
+            % (_plain(opts["slow_query_mean_ms"]), opts["slow_query_min_calls"], min(5, len(slow["top"]))),
+        )
 
     # indexes -----------------------------------------------------------------------------
     stats_age_days = (basics.get("stats_age_seconds") or 0) / 86400.0
@@ -432,122 +466,255 @@ def review(data, options, previous=None, volume_free_bytes=None, replica_index_s
         "unused": unused_indexes(indexes, opts, stats_age_days, replica_index_scans),
         "duplicate": duplicate_indexes(indexes),
         "invalid": invalid_indexes(indexes),
-        "building": [_qualified(i["schema"], i["name"]) for i in indexes
-                     if not i["is_valid"] and i["build_in_progress"]],
+        "building": [
+            _qualified(i["schema"], i["name"]) for i in indexes if not i["is_valid"] and i["build_in_progress"]
+        ],
     }
     idx = out["indexes"]
     if stats_age_days < opts["unused_index_min_stats_age_days"]:
-        add("unused_indexes", "ok", [], {"min_stats_age_days": opts["unused_index_min_stats_age_days"]},
-            "not judged: index statistics cover %.1f days (since %s), fewer than the %s days required" % (
-                stats_age_days, "the last stats reset" if basics.get("stats_reset") else "the server start",
-                _plain(opts["unused_index_min_stats_age_days"])))
+        add(
+            "unused_indexes",
+            "ok",
+            [],
+            {"min_stats_age_days": opts["unused_index_min_stats_age_days"]},
+            "not judged: index statistics cover %.1f days (since %s), fewer than the %s days required"
+            % (
+                stats_age_days,
+                "the last stats reset" if basics.get("stats_reset") else "the server start",
+                _plain(opts["unused_index_min_stats_age_days"]),
+            ),
+        )
     else:
         wasted = sum(i["size_bytes"] for i in idx["unused"])
-        add("unused_indexes", "warn" if idx["unused"] else "ok",
+        add(
+            "unused_indexes",
+            "warn" if idx["unused"] else "ok",
             [{"index": i["index"], "table": i["table"], "size_bytes": i["size_bytes"]} for i in idx["unused"]],
-            {"min_bytes": opts["unused_index_min_bytes"], "min_stats_age_days": opts["unused_index_min_stats_age_days"]},
+            {
+                "min_bytes": opts["unused_index_min_bytes"],
+                "min_stats_age_days": opts["unused_index_min_stats_age_days"],
+            },
             ("%d index(es) never scanned in %.1f days, %s" % (len(idx["unused"]), stats_age_days, human_bytes(wasted)))
-            if idx["unused"] else "no unused index over %s" % human_bytes(opts["unused_index_min_bytes"]))
-    add("duplicate_indexes", "warn" if idx["duplicate"] else "ok",
-        [{"index": d["index"], "covered_by": d["covered_by"], "bytes_saved": d["bytes_saved"]} for d in idx["duplicate"]],
+            if idx["unused"]
+            else "no unused index over %s" % human_bytes(opts["unused_index_min_bytes"]),
+        )
+    add(
+        "duplicate_indexes",
+        "warn" if idx["duplicate"] else "ok",
+        [
+            {"index": d["index"], "covered_by": d["covered_by"], "bytes_saved": d["bytes_saved"]}
+            for d in idx["duplicate"]
+        ],
         None,
-        ("%d duplicate index(es); dropping them saves %s" % (
-            len(idx["duplicate"]), human_bytes(sum(d["bytes_saved"] for d in idx["duplicate"]))))
-        if idx["duplicate"] else "no duplicate index")
-    add("invalid_indexes", "warn" if idx["invalid"] else "ok",
-        [{"index": i["index"], "leftover": i["leftover"]} for i in idx["invalid"]], None,
-        ("%d invalid index(es): %s" % (len(idx["invalid"]), ", ".join(
-            "%s (%s)" % (i["index"], i["leftover"] or "failed build") for i in idx["invalid"])))
-        if idx["invalid"] else "no invalid index" + (
-            " (%d build(s) in progress not counted)" % len(idx["building"]) if idx["building"] else ""))
+        (
+            "%d duplicate index(es); dropping them saves %s"
+            % (len(idx["duplicate"]), human_bytes(sum(d["bytes_saved"] for d in idx["duplicate"])))
+        )
+        if idx["duplicate"]
+        else "no duplicate index",
+    )
+    add(
+        "invalid_indexes",
+        "warn" if idx["invalid"] else "ok",
+        [{"index": i["index"], "leftover": i["leftover"]} for i in idx["invalid"]],
+        None,
+        (
+            "%d invalid index(es): %s"
+            % (
+                len(idx["invalid"]),
+                ", ".join("%s (%s)" % (i["index"], i["leftover"] or "failed build") for i in idx["invalid"]),
+            )
+        )
+        if idx["invalid"]
+        else "no invalid index"
+        + (" (%d build(s) in progress not counted)" % len(idx["building"]) if idx["building"] else ""),
+    )
 
     # constraints -------------------------------------------------------------------------
     out["constraints_not_validated"] = cons = [
-        {"constraint": c["name"], "table": _qualified(c["schema"], c["table_name"]), "kind": c["kind"],
-         "definition": c["definition"]} for c in data["constraints"]]
-    add("constraints_not_validated", "warn" if cons else "ok",
-        [{"constraint": c["constraint"], "table": c["table"]} for c in cons], None,
-        ("%d constraint(s) NOT VALID: %s" % (len(cons), ", ".join("%s on %s" % (c["constraint"], c["table"]) for c in cons)))
-        if cons else "every constraint is validated")
+        {
+            "constraint": c["name"],
+            "table": _qualified(c["schema"], c["table_name"]),
+            "kind": c["kind"],
+            "definition": c["definition"],
+        }
+        for c in data["constraints"]
+    ]
+    add(
+        "constraints_not_validated",
+        "warn" if cons else "ok",
+        [{"constraint": c["constraint"], "table": c["table"]} for c in cons],
+        None,
+        (
+            "%d constraint(s) NOT VALID: %s"
+            % (len(cons), ", ".join("%s on %s" % (c["constraint"], c["table"]) for c in cons))
+        )
+        if cons
+        else "every constraint is validated",
+    )
 
     # bloat -------------------------------------------------------------------------------
     out["bloat"] = bloat = estimate_bloat(data["tables"], indexes, basics.get("block_size") or 8192, opts, confirm)
     flagged = [b for b in bloat["tables"] + bloat["indexes"] if b["flagged"]]
-    add("bloat", "warn" if flagged else "ok",
-        [{"object": b["name"], "kind": b["kind"], "estimated_bloat_bytes": b["estimated_bloat_bytes"],
-          "estimated_bloat_percent": b["estimated_bloat_percent"], "confirmed": b["confirmed"]} for b in flagged],
+    add(
+        "bloat",
+        "warn" if flagged else "ok",
+        [
+            {
+                "object": b["name"],
+                "kind": b["kind"],
+                "estimated_bloat_bytes": b["estimated_bloat_bytes"],
+                "estimated_bloat_percent": b["estimated_bloat_percent"],
+                "confirmed": b["confirmed"],
+            }
+            for b in flagged
+        ],
         {"min_bytes": opts["bloat_min_bytes"], "percent": opts["bloat_percent"]},
-        ("%d object(s) with estimated bloat >= %s and >= %s %% (estimates from statistics%s)" % (
-            len(flagged), human_bytes(opts["bloat_min_bytes"]), _plain(opts["bloat_percent"]),
-            "; pgstattuple_approx confirmation attached" if confirm else "; install pgstattuple to confirm"))
-        if flagged else "no estimated bloat over the limits (estimates from statistics)")
+        (
+            "%d object(s) with estimated bloat >= %s and >= %s %% (estimates from statistics%s)"
+            % (
+                len(flagged),
+                human_bytes(opts["bloat_min_bytes"]),
+                _plain(opts["bloat_percent"]),
+                "; pgstattuple_approx confirmation attached" if confirm else "; install pgstattuple to confirm",
+            )
+        )
+        if flagged
+        else "no estimated bloat over the limits (estimates from statistics)",
+    )
 
     # vacuum / analyze due, xmin horizon ---------------------------------------------------
     out["maintenance_due"] = due = vacuum_due(data["tables"], basics["settings"])
     out["xmin_horizon"] = horizon = xmin_horizon(data["activity"], opts)
     holders = horizon["holders"]
-    add("xmin_horizon", "warn" if holders else "ok", holders[:10] if holders else None,
+    add(
+        "xmin_horizon",
+        "warn" if holders else "ok",
+        holders[:10] if holders else None,
         {"seconds": opts["xmin_holder_seconds"], "xid_age": opts["xmin_holder_xid_age"]},
         ("dead rows cannot be removed past: %s" % "; ".join(_holder_text(h) for h in holders[:5]))
-        if holders else "nothing holds the xmin horizon back beyond the limits")
+        if holders
+        else "nothing holds the xmin horizon back beyond the limits",
+    )
     blocked = bool(holders) and bool(due["vacuum"])
-    add("vacuum_due", "warn" if blocked or due["autovacuum_off"] else "ok",
-        [{"table": t["table"], "reasons": t["reasons"]} for t in (due["vacuum"] + due["analyze"])][:20], None,
-        "%d table(s) due for VACUUM, %d for ANALYZE by autovacuum's thresholds%s%s" % (
-            len(due["vacuum"]), len(due["analyze"]),
+    add(
+        "vacuum_due",
+        "warn" if blocked or due["autovacuum_off"] else "ok",
+        [{"table": t["table"], "reasons": t["reasons"]} for t in (due["vacuum"] + due["analyze"])][:20],
+        None,
+        "%d table(s) due for VACUUM, %d for ANALYZE by autovacuum's thresholds%s%s"
+        % (
+            len(due["vacuum"]),
+            len(due["analyze"]),
             "; autovacuum is off for: %s" % ", ".join(due["autovacuum_off"]) if due["autovacuum_off"] else "",
-            "; an xmin horizon holder keeps VACUUM from removing dead rows" if blocked else ""))
+            "; an xmin horizon holder keeps VACUUM from removing dead rows" if blocked else "",
+        ),
+    )
 
     # sequences ---------------------------------------------------------------------------
     out["sequences"] = seqs = sequences(data["sequences"], previous, now)
     worst = max([s["percent_used"] for s in seqs] or [0])
-    status = "fail" if worst >= opts["sequence_fail_percent"] else "warn" if worst >= opts["sequence_warn_percent"] else "ok"
+    status = (
+        "fail" if worst >= opts["sequence_fail_percent"] else "warn" if worst >= opts["sequence_warn_percent"] else "ok"
+    )
     near = [s for s in seqs if s["percent_used"] >= opts["sequence_warn_percent"]]
-    add("sequences", status,
-        [{"sequence": s["sequence"], "percent_used": s["percent_used"], "limit_type": s["limit_type"],
-          "projected_exhaustion": s["projected_exhaustion"]} for s in near] or None,
+    add(
+        "sequences",
+        status,
+        [
+            {
+                "sequence": s["sequence"],
+                "percent_used": s["percent_used"],
+                "limit_type": s["limit_type"],
+                "projected_exhaustion": s["projected_exhaustion"],
+            }
+            for s in near
+        ]
+        or None,
         {"warn": opts["sequence_warn_percent"], "fail": opts["sequence_fail_percent"], "unit": "%"},
-        ("%d sequence(s) at or above %s %% of their column's maximum: %s" % (
-            len(near), _plain(opts["sequence_warn_percent"]),
-            ", ".join("%s %.1f %%" % (s["sequence"], s["percent_used"]) for s in near)))
-        if near else "highest sequence use is %.2f %% of its column's maximum" % worst)
+        (
+            "%d sequence(s) at or above %s %% of their column's maximum: %s"
+            % (
+                len(near),
+                _plain(opts["sequence_warn_percent"]),
+                ", ".join("%s %.1f %%" % (s["sequence"], s["percent_used"]) for s in near),
+            )
+        )
+        if near
+        else "highest sequence use is %.2f %% of its column's maximum" % worst,
+    )
 
     # sessions ----------------------------------------------------------------------------
     out["sessions"] = sess = sessions(data["activity"], opts)
     total = len(sess["long_running"]) + len(sess["idle_in_transaction"])
-    add("sessions", "warn" if total else "ok",
+    add(
+        "sessions",
+        "warn" if total else "ok",
         (sess["long_running"] + sess["idle_in_transaction"])[:10] or None,
-        {"long_running_seconds": opts["long_running_seconds"],
-         "idle_in_transaction_seconds": opts["idle_in_transaction_seconds"]},
-        "%d long-running quer%s, %d session(s) idle in transaction" % (
-            len(sess["long_running"]), "y" if len(sess["long_running"]) == 1 else "ies", len(sess["idle_in_transaction"])))
+        {
+            "long_running_seconds": opts["long_running_seconds"],
+            "idle_in_transaction_seconds": opts["idle_in_transaction_seconds"],
+        },
+        "%d long-running quer%s, %d session(s) idle in transaction"
+        % (
+            len(sess["long_running"]),
+            "y" if len(sess["long_running"]) == 1 else "ies",
+            len(sess["idle_in_transaction"]),
+        ),
+    )
 
     # cache hit ratio ---------------------------------------------------------------------
     ratio = basics.get("cache_hit_ratio")
     out["cache_hit_ratio"] = None if ratio is None else round(ratio, 2)
     if ratio is None or (basics.get("cache_reads") or 0) < 1000:
-        add("cache_hit_ratio", "ok", out["cache_hit_ratio"], {"warn": opts["cache_hit_ratio_warn"], "unit": "%"},
-            "too few table reads to judge the cache hit ratio")
-    else:
-        add("cache_hit_ratio", "warn" if ratio < opts["cache_hit_ratio_warn"] else "ok", round(ratio, 2),
+        add(
+            "cache_hit_ratio",
+            "ok",
+            out["cache_hit_ratio"],
             {"warn": opts["cache_hit_ratio_warn"], "unit": "%"},
-            "table cache hit ratio is %.2f %%%s" % (ratio, (", below %s %%" % _plain(opts["cache_hit_ratio_warn"]))
-                                                    if ratio < opts["cache_hit_ratio_warn"] else ""))
+            "too few table reads to judge the cache hit ratio",
+        )
+    else:
+        add(
+            "cache_hit_ratio",
+            "warn" if ratio < opts["cache_hit_ratio_warn"] else "ok",
+            round(ratio, 2),
+            {"warn": opts["cache_hit_ratio_warn"], "unit": "%"},
+            "table cache hit ratio is %.2f %%%s"
+            % (
+                ratio,
+                (", below %s %%" % _plain(opts["cache_hit_ratio_warn"]))
+                if ratio < opts["cache_hit_ratio_warn"]
+                else "",
+            ),
+        )
 
     # size and growth ---------------------------------------------------------------------
     out["size"] = size = growth(basics["size_bytes"], previous, now, volume_free_bytes)
     days = size["days_until_full"]
     status = "ok"
     if days is not None:
-        status = "fail" if days <= opts["days_until_full_fail"] else "warn" if days <= opts["days_until_full_warn"] else "ok"
-    add("size_growth", status, {"size_bytes": size["size_bytes"], "growth_bytes_per_day": size["growth_bytes_per_day"],
-                                "days_until_full": days},
+        status = (
+            "fail" if days <= opts["days_until_full_fail"] else "warn" if days <= opts["days_until_full_warn"] else "ok"
+        )
+    add(
+        "size_growth",
+        status,
+        {
+            "size_bytes": size["size_bytes"],
+            "growth_bytes_per_day": size["growth_bytes_per_day"],
+            "days_until_full": days,
+        },
         {"warn": opts["days_until_full_warn"], "fail": opts["days_until_full_fail"], "unit": "days until full"},
-        "database is %s%s%s" % (
+        "database is %s%s%s"
+        % (
             human_bytes(size["size_bytes"]),
             ", growing %s per day" % human_bytes(size["growth_bytes_per_day"])
-            if size["growth_bytes_per_day"] is not None else " (no previous report to compare with)",
-            ", volume full in %.0f days" % days if days is not None else ""))
+            if size["growth_bytes_per_day"] is not None
+            else " (no previous report to compare with)",
+            ", volume full in %.0f days" % days if days is not None else "",
+        ),
+    )
 
     out["snapshot"] = snapshot(database, now, basics["size_bytes"], data.get("statements"), seqs)
     out["checks"] = checks
@@ -559,8 +726,13 @@ def _plain(value):
 
 
 def _short_query(q):
-    return {"queryid": q["queryid"], "calls": q["calls"], "mean_ms": round(q["mean_ms"], 2),
-            "total_ms": round(q["total_ms"], 1), "query": (q["query"] or "")[:200]}
+    return {
+        "queryid": q["queryid"],
+        "calls": q["calls"],
+        "mean_ms": round(q["mean_ms"], 2),
+        "total_ms": round(q["total_ms"], 1),
+        "query": (q["query"] or "")[:200],
+    }
 
 
 def _holder_text(h):
@@ -572,14 +744,20 @@ def _holder_text(h):
 
 
 def slow_queries(rows, hint, opts, previous):
-    out = {"available": rows is not None, "hint": hint, "top": [], "over_threshold": [], "new": [],
-           "regressions": []}
+    out = {"available": rows is not None, "hint": hint, "top": [], "over_threshold": [], "new": [], "regressions": []}
     if rows is None:
         return out
     prev = (previous or {}).get("statements") or {}
     for row in rows:
-        q = {"queryid": row["queryid"], "calls": int(row["calls"]), "total_ms": float(row["total_ms"]),
-             "mean_ms": float(row["mean_ms"]), "rows": int(row["rows"]), "query": row["query"], "rank": row["rank"]}
+        q = {
+            "queryid": row["queryid"],
+            "calls": int(row["calls"]),
+            "total_ms": float(row["total_ms"]),
+            "mean_ms": float(row["mean_ms"]),
+            "rows": int(row["rows"]),
+            "query": row["query"],
+            "rank": row["rank"],
+        }
         if q["rank"] <= opts["slow_query_top"]:
             out["top"].append(q)
         if q["mean_ms"] >= opts["slow_query_mean_ms"] and q["calls"] >= opts["slow_query_min_calls"]:
@@ -596,11 +774,15 @@ def slow_queries(rows, hint, opts, previous):
             continue  # statistics were reset (or nothing ran): no interval to compare
         interval_mean = spent / calls
         prev_mean = float(before.get("mean_ms") or 0)
-        if (prev_mean > 0 and interval_mean >= opts["slow_query_mean_ms"]
-                and interval_mean >= prev_mean * (1 + opts["slow_query_regression_percent"] / 100.0)):
+        if (
+            prev_mean > 0
+            and interval_mean >= opts["slow_query_mean_ms"]
+            and interval_mean >= prev_mean * (1 + opts["slow_query_regression_percent"] / 100.0)
+        ):
             reg = dict(q)
-            reg.update(previous_mean_ms=round(prev_mean, 3), interval_mean_ms=round(interval_mean, 3),
-                       interval_calls=calls)
+            reg.update(
+                previous_mean_ms=round(prev_mean, 3), interval_mean_ms=round(interval_mean, 3), interval_calls=calls
+            )
             out["regressions"].append(reg)
     return out
 
@@ -617,10 +799,17 @@ def unused_indexes(indexes, opts, stats_age_days, replica_index_scans=None):
             continue
         if stats_age_days < opts["unused_index_min_stats_age_days"]:
             continue
-        out.append({"index": name, "table": _qualified(i["table_schema"], i["table_name"]),
-                    "size_bytes": i["size_bytes"], "scans": scans, "replica_scans": int(replica.get(name) or 0),
-                    "definition": i["definition"],
-                    "drop_statement": "DROP INDEX CONCURRENTLY %s;" % _quote_qualified(i["schema"], i["name"])})
+        out.append(
+            {
+                "index": name,
+                "table": _qualified(i["table_schema"], i["table_name"]),
+                "size_bytes": i["size_bytes"],
+                "scans": scans,
+                "replica_scans": int(replica.get(name) or 0),
+                "definition": i["definition"],
+                "drop_statement": "DROP INDEX CONCURRENTLY %s;" % _quote_qualified(i["schema"], i["name"]),
+            }
+        )
     return out
 
 
@@ -646,14 +835,26 @@ def duplicate_indexes(indexes):
         for a in group:
             if a["is_primary"] or a["backs_constraint"] and a["is_unique"]:
                 continue
-            akey, aclass, acoll, aopt = (a["indkey"].split(), a["indclass"].split(), a["indcollation"].split(),
-                                         a["indoption"].split())
+            akey, aclass, acoll, aopt = (
+                a["indkey"].split(),
+                a["indclass"].split(),
+                a["indcollation"].split(),
+                a["indoption"].split(),
+            )
             for b in group:
-                if a is b or a["access_method"] != b["access_method"] or a["expressions"] != b["expressions"] \
-                        or a["predicate"] != b["predicate"]:
+                if (
+                    a is b
+                    or a["access_method"] != b["access_method"]
+                    or a["expressions"] != b["expressions"]
+                    or a["predicate"] != b["predicate"]
+                ):
                     continue
-                bkey, bclass, bcoll, bopt = (b["indkey"].split(), b["indclass"].split(), b["indcollation"].split(),
-                                             b["indoption"].split())
+                bkey, bclass, bcoll, bopt = (
+                    b["indkey"].split(),
+                    b["indclass"].split(),
+                    b["indcollation"].split(),
+                    b["indoption"].split(),
+                )
                 n = len(akey)
                 if n > len(bkey) or bkey[:n] != akey or bclass[:n] != aclass or bcoll[:n] != acoll or bopt[:n] != aopt:
                     continue
@@ -669,12 +870,17 @@ def duplicate_indexes(indexes):
                         continue
                     elif a["oid"] < b["oid"]:
                         continue
-                out.append({"index": _qualified(a["schema"], a["name"]),
-                            "covered_by": _qualified(b["schema"], b["name"]),
-                            "table": _qualified(a["table_schema"], a["table_name"]),
-                            "bytes_saved": a["size_bytes"], "definition": a["definition"],
-                            "covering_definition": b["definition"],
-                            "drop_statement": "DROP INDEX CONCURRENTLY %s;" % _quote_qualified(a["schema"], a["name"])})
+                out.append(
+                    {
+                        "index": _qualified(a["schema"], a["name"]),
+                        "covered_by": _qualified(b["schema"], b["name"]),
+                        "table": _qualified(a["table_schema"], a["table_name"]),
+                        "bytes_saved": a["size_bytes"],
+                        "definition": a["definition"],
+                        "covering_definition": b["definition"],
+                        "drop_statement": "DROP INDEX CONCURRENTLY %s;" % _quote_qualified(a["schema"], a["name"]),
+                    }
+                )
                 break
     return out
 
@@ -694,10 +900,19 @@ def invalid_indexes(indexes):
     for i in indexes:
         if i["is_valid"] or i["build_in_progress"]:
             continue
-        out.append({"index": _qualified(i["schema"], i["name"]), "schema": i["schema"], "name": i["name"],
-                    "oid": i["oid"], "table": _qualified(i["table_schema"], i["table_name"]),
-                    "size_bytes": i["size_bytes"], "leftover": leftover_kind(i["name"]),
-                    "backs_constraint": i["backs_constraint"], "definition": i["definition"]})
+        out.append(
+            {
+                "index": _qualified(i["schema"], i["name"]),
+                "schema": i["schema"],
+                "name": i["name"],
+                "oid": i["oid"],
+                "table": _qualified(i["table_schema"], i["table_name"]),
+                "size_bytes": i["size_bytes"],
+                "leftover": leftover_kind(i["name"]),
+                "backs_constraint": i["backs_constraint"],
+                "definition": i["definition"],
+            }
+        )
     return out
 
 
@@ -716,31 +931,48 @@ def estimate_bloat(tables, indexes, block_size, opts, confirm=None):
         expected = max(1, math.ceil(t["reltuples"] / per_page)) * block_size
         out_t.append(_bloat_entry("table", t, t["relpages"] * block_size, expected, opts))
     for i in indexes:
-        if i["access_method"] != "btree" or not i["stats_columns"] or i["relpages"] <= 1 or i["expressions"] \
-                or not i["is_valid"] or i["stats_columns"] < len(i["indkey"].split()):
+        if (
+            i["access_method"] != "btree"
+            or not i["stats_columns"]
+            or i["relpages"] <= 1
+            or i["expressions"]
+            or not i["is_valid"]
+            or i["stats_columns"] < len(i["indkey"].split())
+        ):
             continue
         entry = 8 + 4 + math.ceil(i["stats_width"] / 8.0) * 8
         per_page = max(1, int(page_usable * 0.9 // entry))
         expected = (max(1, math.ceil(max(i["reltuples"], 0) / per_page)) + 1) * block_size  # + metapage
         out_i.append(_bloat_entry("index", i, i["relpages"] * block_size, expected, opts))
     flagged = sorted([e for e in out_t + out_i if e["flagged"]], key=lambda e: -e["estimated_bloat_bytes"])
-    for entry in flagged[:max(0, int(opts["confirm_limit"]))]:
+    for entry in flagged[: max(0, int(opts["confirm_limit"]))]:
         if confirm is not None:
             entry["confirmed"] = confirm(entry["kind"], entry["oid"])
     for entry in out_t + out_i:
         entry.pop("oid", None)
-    return {"method": "estimate from pg_stats average widths and reltuples (not measured)",
-            "tables": [e for e in out_t if e["flagged"]], "indexes": [e for e in out_i if e["flagged"]]}
+    return {
+        "method": "estimate from pg_stats average widths and reltuples (not measured)",
+        "tables": [e for e in out_t if e["flagged"]],
+        "indexes": [e for e in out_i if e["flagged"]],
+    }
 
 
 def _bloat_entry(kind, rel, actual, expected, opts):
     bloat = max(0, actual - expected)
     percent = round(100.0 * bloat / actual, 1) if actual else 0.0
-    return {"kind": kind, "name": _qualified(rel["schema"], rel["name"]), "oid": rel["oid"],
-            "table": _qualified(rel["table_schema"], rel["table_name"]) if kind == "index" else None,
-            "size_bytes": actual, "expected_bytes": expected, "estimated_bloat_bytes": bloat,
-            "estimated_bloat_percent": percent, "estimate": True, "confirmed": None,
-            "flagged": bloat >= opts["bloat_min_bytes"] and percent >= opts["bloat_percent"]}
+    return {
+        "kind": kind,
+        "name": _qualified(rel["schema"], rel["name"]),
+        "oid": rel["oid"],
+        "table": _qualified(rel["table_schema"], rel["table_name"]) if kind == "index" else None,
+        "size_bytes": actual,
+        "expected_bytes": expected,
+        "estimated_bloat_bytes": bloat,
+        "estimated_bloat_percent": percent,
+        "estimate": True,
+        "confirmed": None,
+        "flagged": bloat >= opts["bloat_min_bytes"] and percent >= opts["bloat_percent"],
+    }
 
 
 def vacuum_due(tables, settings):
@@ -748,6 +980,7 @@ def vacuum_due(tables, settings):
     vacuum when dead rows > threshold + scale_factor * reltuples, or (PostgreSQL 13+) inserted rows
     since the last vacuum > insert_threshold + insert_scale_factor * reltuples; analyze when rows
     modified since the last analyze > analyze_threshold + analyze_scale_factor * reltuples."""
+
     def setting(opts, name, cast=float):
         value = opts.get(name)
         if value is None:
@@ -761,27 +994,49 @@ def vacuum_due(tables, settings):
         name = _qualified(t["schema"], t["name"])
         reltuples = max(float(t["reltuples"]), 0.0)
         enabled = global_on and str(opts.get("autovacuum_enabled", "true")).lower() not in ("false", "off", "0")
-        vac_limit = setting(opts, "autovacuum_vacuum_threshold") + setting(opts, "autovacuum_vacuum_scale_factor") * reltuples
-        ana_limit = setting(opts, "autovacuum_analyze_threshold") + setting(opts, "autovacuum_analyze_scale_factor") * reltuples
+        vac_limit = (
+            setting(opts, "autovacuum_vacuum_threshold") + setting(opts, "autovacuum_vacuum_scale_factor") * reltuples
+        )
+        ana_limit = (
+            setting(opts, "autovacuum_analyze_threshold") + setting(opts, "autovacuum_analyze_scale_factor") * reltuples
+        )
         reasons = []
         if t["dead_rows"] > vac_limit:
-            reasons.append("dead rows %d > %.0f (vacuum threshold + scale factor x %.0f rows)" % (
-                t["dead_rows"], vac_limit, reltuples))
+            reasons.append(
+                "dead rows %d > %.0f (vacuum threshold + scale factor x %.0f rows)"
+                % (t["dead_rows"], vac_limit, reltuples)
+            )
         ins_threshold = setting(opts, "autovacuum_vacuum_insert_threshold")
         if ins_threshold is not None and ins_threshold >= 0:
             ins_limit = ins_threshold + (setting(opts, "autovacuum_vacuum_insert_scale_factor") or 0) * reltuples
             if t["inserted_since_vacuum"] > ins_limit:
-                reasons.append("rows inserted since the last vacuum %d > %.0f (insert threshold)" % (
-                    t["inserted_since_vacuum"], ins_limit))
-        common = {"table": name, "schema": t["schema"], "name": t["name"], "oid": t["oid"],
-                  "dead_rows": t["dead_rows"], "live_rows": t["live_rows"], "size_bytes": t["size_bytes"],
-                  "last_vacuum": _iso(t["last_vacuum"]), "last_analyze": _iso(t["last_analyze"]),
-                  "autovacuum_enabled": enabled}
+                reasons.append(
+                    "rows inserted since the last vacuum %d > %.0f (insert threshold)"
+                    % (t["inserted_since_vacuum"], ins_limit)
+                )
+        common = {
+            "table": name,
+            "schema": t["schema"],
+            "name": t["name"],
+            "oid": t["oid"],
+            "dead_rows": t["dead_rows"],
+            "live_rows": t["live_rows"],
+            "size_bytes": t["size_bytes"],
+            "last_vacuum": _iso(t["last_vacuum"]),
+            "last_analyze": _iso(t["last_analyze"]),
+            "autovacuum_enabled": enabled,
+        }
         if reasons:
             out["vacuum"].append(dict(common, reasons=reasons))
         if t["modified_since_analyze"] > ana_limit:
-            out["analyze"].append(dict(common, reasons=["rows modified since the last analyze %d > %.0f" % (
-                t["modified_since_analyze"], ana_limit)]))
+            out["analyze"].append(
+                dict(
+                    common,
+                    reasons=[
+                        "rows modified since the last analyze %d > %.0f" % (t["modified_since_analyze"], ana_limit)
+                    ],
+                )
+            )
         if not enabled and (reasons or t["modified_since_analyze"] > ana_limit):
             out["autovacuum_off"].append(name)
     return out
@@ -797,10 +1052,18 @@ def xmin_horizon(activity, opts):
                 continue
         elif (a["xact_seconds"] or 0) < opts["xmin_holder_seconds"]:
             continue
-        holders.append({"kind": a["kind"], "name": a["name"], "database": a["database"], "user": a["user_name"],
-                        "state": a["state"], "xid_age": a["xid_age"],
-                        "seconds": None if a["xact_seconds"] is None else round(a["xact_seconds"], 1),
-                        "what": a["query"] if a["kind"] == "replication_slot" else None})
+        holders.append(
+            {
+                "kind": a["kind"],
+                "name": a["name"],
+                "database": a["database"],
+                "user": a["user_name"],
+                "state": a["state"],
+                "xid_age": a["xid_age"],
+                "seconds": None if a["xact_seconds"] is None else round(a["xact_seconds"], 1),
+                "what": a["query"] if a["kind"] == "replication_slot" else None,
+            }
+        )
     return {"holders": holders}
 
 
@@ -809,13 +1072,19 @@ def sessions(activity, opts):
     for a in activity:
         if a["kind"] != "session":
             continue
-        entry = {"pid": int(a["name"]), "database": a["database"], "user": a["user_name"],
-                 "application_name": a["application_name"], "state": a["state"],
-                 "query": (a["query"] or "")[:200]}
+        entry = {
+            "pid": int(a["name"]),
+            "database": a["database"],
+            "user": a["user_name"],
+            "application_name": a["application_name"],
+            "state": a["state"],
+            "query": (a["query"] or "")[:200],
+        }
         if a["state"] == "active" and (a["query_seconds"] or 0) >= opts["long_running_seconds"]:
             long_running.append(dict(entry, seconds=round(a["query_seconds"], 1)))
-        elif (a["state"] or "").startswith("idle in transaction") and \
-                (a["state_seconds"] or 0) >= opts["idle_in_transaction_seconds"]:
+        elif (a["state"] or "").startswith("idle in transaction") and (a["state_seconds"] or 0) >= opts[
+            "idle_in_transaction_seconds"
+        ]:
             idle.append(dict(entry, seconds=round(a["state_seconds"], 1)))
     return {"long_running": long_running, "idle_in_transaction": idle}
 
@@ -838,18 +1107,35 @@ def sequences(rows, previous, now):
             days = (now - taken).total_seconds() / 86400.0
             if days > 0:
                 per_day = (last - before) / days
-                projected = (now + datetime.timedelta(days=(limit - last) / per_day)).date().isoformat() \
-                    if per_day > 0 and (limit - last) / per_day < 36500 else None
-        out.append({"sequence": name, "last_value": last, "max_value": limit, "limit_type": limit_type,
-                    "percent_used": used, "column": _qualified(s["table_name"], s["column_name"])
-                    if s["table_name"] else None, "column_type": s["column_type"], "kind": s["kind"],
-                    "projected_exhaustion": projected})
+                projected = (
+                    (now + datetime.timedelta(days=(limit - last) / per_day)).date().isoformat()
+                    if per_day > 0 and (limit - last) / per_day < 36500
+                    else None
+                )
+        out.append(
+            {
+                "sequence": name,
+                "last_value": last,
+                "max_value": limit,
+                "limit_type": limit_type,
+                "percent_used": used,
+                "column": _qualified(s["table_name"], s["column_name"]) if s["table_name"] else None,
+                "column_type": s["column_type"],
+                "kind": s["kind"],
+                "projected_exhaustion": projected,
+            }
+        )
     return out
 
 
 def growth(size, previous, now, volume_free_bytes):
-    out = {"size_bytes": size, "previous_size_bytes": None, "growth_bytes_per_day": None,
-           "volume_free_bytes": volume_free_bytes, "days_until_full": None}
+    out = {
+        "size_bytes": size,
+        "previous_size_bytes": None,
+        "growth_bytes_per_day": None,
+        "volume_free_bytes": volume_free_bytes,
+        "days_until_full": None,
+    }
     taken = _parse_time((previous or {}).get("taken_at"))
     if previous and taken and previous.get("size_bytes") is not None:
         days = (now - taken).total_seconds() / 86400.0
@@ -868,7 +1154,16 @@ def snapshot(database, now, size, statements, seqs):
         "database": database,
         "taken_at": now.isoformat(),
         "size_bytes": size,
-        "statements": dict((r["queryid"], {"calls": int(r["calls"]), "total_ms": round(float(r["total_ms"]), 3),
-                                           "mean_ms": round(float(r["mean_ms"]), 3)}) for r in (statements or [])),
+        "statements": dict(
+            (
+                r["queryid"],
+                {
+                    "calls": int(r["calls"]),
+                    "total_ms": round(float(r["total_ms"]), 3),
+                    "mean_ms": round(float(r["mean_ms"]), 3),
+                },
+            )
+            for r in (statements or [])
+        ),
         "sequences": dict((s["sequence"], s["last_value"]) for s in seqs if s["last_value"] is not None),
     }

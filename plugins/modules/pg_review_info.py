@@ -129,7 +129,9 @@ options:
     type: float
     default: 99
   days_until_full_warn:
-    description: Days until the volume is full (at the growth since the previous review) at or below which the check warns.
+    description:
+      - Days until the volume is full (at the growth since the previous review) at or below which the check
+        warns.
     type: float
     default: 30
   days_until_full_fail:
@@ -265,7 +267,9 @@ indexes:
       type: list
       elements: str
 constraints_not_validated:
-  description: Constraints created C(NOT VALID) and never validated, with C(constraint), C(table), C(kind), C(definition).
+  description:
+    - Constraints created C(NOT VALID) and never validated, with C(constraint), C(table), C(kind),
+      C(definition).
   returned: always
   type: list
   elements: dict
@@ -333,7 +337,9 @@ sessions:
   type: dict
   contains:
     long_running:
-      description: Active queries running O(long_running_seconds) or longer (C(pid), C(database), C(user), C(state), C(query), C(seconds)).
+      description:
+        - Active queries running O(long_running_seconds) or longer (C(pid), C(database), C(user), C(state),
+          C(query), C(seconds)).
       type: list
       elements: dict
     idle_in_transaction:
@@ -420,12 +426,21 @@ def main():
     conn = connect(module)
     try:
         if server_version_num(conn) < 130000:
-            module.fail_json(msg="Failed to review database '%s' at %s: pg_review_info supports PostgreSQL 13 and later"
-                             % (params["login_db"], target(params)))
-        out = collect(conn, options, previous=params["previous"], volume_free_bytes=params["volume_free_bytes"],
-                      replica_index_scans=scans)
+            module.fail_json(
+                msg="Failed to review database '%s' at %s: pg_review_info supports PostgreSQL 13 and later"
+                % (params["login_db"], target(params))
+            )
+        out = collect(
+            conn,
+            options,
+            previous=params["previous"],
+            volume_free_bytes=params["volume_free_bytes"],
+            replica_index_scans=scans,
+        )
     except PostgresError as exc:
-        module.fail_json(msg="Failed to review database '%s' at %s: %s" % (params["login_db"], target(params), exc.message))
+        module.fail_json(
+            msg="Failed to review database '%s' at %s: %s" % (params["login_db"], target(params), exc.message)
+        )
     finally:
         close_quietly(conn)
     out["statements_run"] += 1  # the version check

@@ -31,12 +31,14 @@ STRICT = {
 def review_cluster(pg_bindir):
     factory = ClusterFactory(pg_bindir, prefix="review")
     try:
-        yield factory(settings={
-            "shared_preload_libraries": "pg_stat_statements",
-            "wal_level": "logical",
-            "max_prepared_transactions": 5,
-            "autovacuum": "off",  # dead rows and statistics stay as the test made them
-        })
+        yield factory(
+            settings={
+                "shared_preload_libraries": "pg_stat_statements",
+                "wal_level": "logical",
+                "max_prepared_transactions": 5,
+                "autovacuum": "off",  # dead rows and statistics stay as the test made them
+            }
+        )
     finally:
         factory.close()
 
@@ -80,15 +82,27 @@ def test_clean_database_has_no_findings(review_cluster):
     review_cluster.execute(
         "CREATE TABLE customers (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text UNIQUE);"
         "INSERT INTO customers (email) SELECT 'c' || g || '@example.org' FROM generate_series(1, 2000) g;"
-        "ANALYZE customers", dbname=db)
+        "ANALYZE customers",
+        dbname=db,
+    )
     run_many(review_cluster, db, "SELECT * FROM customers WHERE id = %s", 5, (1,))
     res = review(review_cluster, db)
     by = checks(res)
     assert res["database"] == "clean"
     assert res["slow_queries"]["available"] is True and res["slow_queries"]["hint"] is None
     assert res["slow_queries"]["top"], "pg_stat_statements shows the statements run"
-    for name in ("slow_queries", "unused_indexes", "duplicate_indexes", "invalid_indexes",
-                 "constraints_not_validated", "bloat", "sequences", "xmin_horizon", "sessions", "size_growth"):
+    for name in (
+        "slow_queries",
+        "unused_indexes",
+        "duplicate_indexes",
+        "invalid_indexes",
+        "constraints_not_validated",
+        "bloat",
+        "sequences",
+        "xmin_horizon",
+        "sessions",
+        "size_growth",
+    ):
         assert by[name]["status"] == "ok", by[name]
     assert res["indexes"] == dict(res["indexes"], unused=[], duplicate=[], invalid=[], building=[])
     assert res["constraints_not_validated"] == []
@@ -121,7 +135,10 @@ def test_not_preloaded_says_how_to_enable(pg_cluster):
 @pytest.fixture(scope="module")
 def problem_db(review_cluster):
     db = new_db(review_cluster, "shop", extensions=("pg_stat_statements", "pgstattuple"))
-    script(review_cluster, db, """
+    script(
+        review_cluster,
+        db,
+        """
         CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL, ref text, created timestamptz NOT NULL,
                              total numeric NOT NULL DEFAULT 0);
         INSERT INTO orders (customer_id, ref, created)
@@ -137,14 +154,21 @@ def problem_db(review_cluster):
         ALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total >= 0) NOT VALID;
         CREATE TABLE tickets (id serial PRIMARY KEY, title text);
         SELECT setval('tickets_id_seq', 2000000000);
-    """)
+    """,
+    )
     # a failed CREATE UNIQUE INDEX CONCURRENTLY leaves an invalid index behind
-    proc = review_cluster.psql(dbname=db, sql="CREATE UNIQUE INDEX CONCURRENTLY orders_ref_uniq ON orders (ref)",
-                               check=False)
+    proc = review_cluster.psql(
+        dbname=db, sql="CREATE UNIQUE INDEX CONCURRENTLY orders_ref_uniq ON orders (ref)", check=False
+    )
     assert proc.returncode != 0 and "could not create unique index" in proc.stderr
     # use the covering index, never the ref index
-    run_many(review_cluster, db, "SELECT count(*) FROM orders WHERE customer_id = %s AND created > now() - interval '1 day'",
-             3, (7,))
+    run_many(
+        review_cluster,
+        db,
+        "SELECT count(*) FROM orders WHERE customer_id = %s AND created > now() - interval '1 day'",
+        3,
+        (7,),
+    )
     run_many(review_cluster, db, "SELECT pg_sleep(%s)", 20, (0.012,))
     return db
 
@@ -160,8 +184,9 @@ def test_each_planted_problem_is_found(review_cluster, problem_db):
     assert by["unused_indexes"]["status"] == "warn"
 
     dup = res["indexes"]["duplicate"]
-    assert [(d["index"], d["covered_by"]) for d in dup] == [("public.orders_customer_idx",
-                                                             "public.orders_customer_created_idx")]
+    assert [(d["index"], d["covered_by"]) for d in dup] == [
+        ("public.orders_customer_idx", "public.orders_customer_created_idx")
+    ]
     size = review_cluster.scalar("SELECT pg_relation_size('orders_customer_idx')", dbname=problem_db)
     assert dup[0]["bytes_saved"] == size > 0
     assert by["duplicate_indexes"]["status"] == "warn"
@@ -171,7 +196,8 @@ def test_each_planted_problem_is_found(review_cluster, problem_db):
     assert by["invalid_indexes"]["status"] == "warn"
 
     assert [(c["constraint"], c["table"], c["kind"]) for c in res["constraints_not_validated"]] == [
-        ("orders_total_positive", "public.orders", "check")]
+        ("orders_total_positive", "public.orders", "check")
+    ]
 
     bloated = {b["name"]: b for b in res["bloat"]["tables"]}
     assert list(bloated) == ["public.churn"], res["bloat"]
@@ -193,7 +219,9 @@ def test_each_planted_problem_is_found(review_cluster, problem_db):
     due = res["maintenance_due"]
     vac = {t["table"]: t for t in due["vacuum"]}
     # 20000 rows inserted, never vacuumed: over autovacuum_vacuum_insert_threshold (1000) + 0.2 x 20000
-    assert "public.orders" in vac and "inserted since the last vacuum 20000 > 5000" in vac["public.orders"]["reasons"][0]
+    assert (
+        "public.orders" in vac and "inserted since the last vacuum 20000 > 5000" in vac["public.orders"]["reasons"][0]
+    )
     assert "public.churn" not in vac, "churn was vacuumed after its delete"
     assert due["analyze"] == []
     assert due["autovacuum_off"], "autovacuum is off on this cluster, due tables are named"
@@ -202,11 +230,13 @@ def test_each_planted_problem_is_found(review_cluster, problem_db):
 
 def test_check_mode_and_no_stats_reset(review_cluster, problem_db):
     before = review_cluster.scalar(
-        "SELECT sum(calls) FROM pg_stat_statements WHERE query LIKE 'SELECT pg_sleep%%'", dbname=problem_db)
+        "SELECT sum(calls) FROM pg_stat_statements WHERE query LIKE 'SELECT pg_sleep%%'", dbname=problem_db
+    )
     res = review(review_cluster, problem_db, check_mode=True)
     assert res["changed"] is False
     after = review_cluster.scalar(
-        "SELECT sum(calls) FROM pg_stat_statements WHERE query LIKE 'SELECT pg_sleep%%'", dbname=problem_db)
+        "SELECT sum(calls) FROM pg_stat_statements WHERE query LIKE 'SELECT pg_sleep%%'", dbname=problem_db
+    )
     assert after == before, "the review never resets pg_stat_statements"
 
 
@@ -232,8 +262,9 @@ def test_xmin_horizon_holders_are_named(review_cluster):
         prepared.execute("BEGIN")
         prepared.execute("INSERT INTO t VALUES (1)")
         prepared.execute("PREPARE TRANSACTION 'upkeep_review_test'")
-        review_cluster.execute("SELECT pg_create_logical_replication_slot('upkeep_review_slot', 'test_decoding')",
-                               dbname=db)
+        review_cluster.execute(
+            "SELECT pg_create_logical_replication_slot('upkeep_review_slot', 'test_decoding')", dbname=db
+        )
         res = review(review_cluster, db, xmin_horizon_seconds=0, xmin_horizon_xid_age=0)
         kinds = {(h["kind"], h["name"]) for h in res["xmin_horizon"]["holders"]}
         assert ("prepared_transaction", "upkeep_review_test") in kinds
@@ -253,15 +284,19 @@ def test_xmin_horizon_holders_are_named(review_cluster):
 
 def test_ccnew_leftover_and_build_in_progress(review_cluster):
     db = new_db(review_cluster, "leftover")
-    review_cluster.psql(dbname=db, sql="CREATE TABLE items (id int, name text);"
-                                       "INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5000) g;"
-                                       "CREATE INDEX items_name_idx ON items (name);")
+    review_cluster.psql(
+        dbname=db,
+        sql="CREATE TABLE items (id int, name text);"
+        "INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5000) g;"
+        "CREATE INDEX items_name_idx ON items (name);",
+    )
     blocker = review_cluster.connect(dbname=db, autocommit=False)
     try:
         blocker.execute("SELECT txid_current()")
         # REINDEX CONCURRENTLY waits for the old transaction and gives up at statement_timeout
-        proc = review_cluster.psql(dbname=db, check=False,
-                                   sql="SET statement_timeout = '1s'; REINDEX INDEX CONCURRENTLY items_name_idx")
+        proc = review_cluster.psql(
+            dbname=db, check=False, sql="SET statement_timeout = '1s'; REINDEX INDEX CONCURRENTLY items_name_idx"
+        )
         assert proc.returncode != 0 and "statement timeout" in proc.stderr
         # a build in progress on another table is not an invalid index
         review_cluster.execute("CREATE TABLE other (id int)", dbname=db)
@@ -279,7 +314,8 @@ def test_ccnew_leftover_and_build_in_progress(review_cluster):
         thread.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not review_cluster.scalar(
-                "SELECT count(*) FROM pg_index WHERE indexrelid::regclass::text = 'other_id_idx'", dbname=db):
+            "SELECT count(*) FROM pg_index WHERE indexrelid::regclass::text = 'other_id_idx'", dbname=db
+        ):
             time.sleep(0.1)
         res = review(review_cluster, db)
         invalid = {i["index"]: i for i in res["indexes"]["invalid"]}
@@ -298,10 +334,12 @@ def test_fixed_number_of_statements_whatever_the_tables(review_cluster):
     review_cluster.execute("CREATE TABLE t1 (id int PRIMARY KEY, v text)", dbname=small)
     review_cluster.execute(
         "DO $$ BEGIN FOR i IN 1..2000 LOOP EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i);"
-        " END LOOP; END $$", dbname=big)
+        " END LOOP; END $$",
+        dbname=big,
+    )
     counts = {}
     for db in (small, big):
-        review_cluster.execute('ALTER DATABASE "%s" SET log_statement = \'all\'' % db)
+        review_cluster.execute("ALTER DATABASE \"%s\" SET log_statement = 'all'" % db)
         offset = review_cluster.logfile.stat().st_size
         res = review(review_cluster, db)
         logged = review_cluster.logfile.read_text(errors="replace")[offset:]
