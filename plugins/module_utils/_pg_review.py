@@ -712,7 +712,7 @@ def review(data, options, previous=None, volume_free_bytes=None, replica_index_s
             ", growing %s per day" % human_bytes(size["growth_bytes_per_day"])
             if size["growth_bytes_per_day"] is not None
             else " (no previous report to compare with)",
-            ", volume full in %.0f days" % days if days is not None else "",
+            "" if days is None else ", volume full in %.0f days" % float(days),
         ),
     )
 

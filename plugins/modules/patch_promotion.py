@@ -22,7 +22,7 @@ description:
     staging, is younger than O(min_soak), older than O(max_age), or was tested on another OS release than
     O(os_release).
   - The record format is documented in docs/patching.md ("Promotion records").
-  - Runs on the controller (C(delegate_to: localhost)).
+  - 'Runs on the controller (C(delegate_to: localhost)).'
 author:
   - upkeep.runbooks maintainers (@upkeep-runbooks)
 extends_documentation_fragment:
