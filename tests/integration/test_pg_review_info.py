@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -255,6 +256,11 @@ def test_regression_and_new_query_against_previous(review_cluster, problem_db):
 def test_xmin_horizon_holders_are_named(review_cluster):
     db = new_db(review_cluster, "horizon")
     review_cluster.execute("CREATE TABLE t (id int)", dbname=db)
+    # The logical slot first: creating one waits until every transaction holding an xid ends,
+    # so it would wait forever behind the session and the prepared transaction below.
+    review_cluster.execute(
+        "SELECT pg_create_logical_replication_slot('upkeep_review_slot', 'test_decoding')", dbname=db
+    )
     holder = review_cluster.connect(dbname=db, autocommit=False)
     prepared = review_cluster.connect(dbname=db, autocommit=True)
     try:
@@ -262,9 +268,6 @@ def test_xmin_horizon_holders_are_named(review_cluster):
         prepared.execute("BEGIN")
         prepared.execute("INSERT INTO t VALUES (1)")
         prepared.execute("PREPARE TRANSACTION 'upkeep_review_test'")
-        review_cluster.execute(
-            "SELECT pg_create_logical_replication_slot('upkeep_review_slot', 'test_decoding')", dbname=db
-        )
         res = review(review_cluster, db, xmin_horizon_seconds=0, xmin_horizon_xid_age=0)
         kinds = {(h["kind"], h["name"]) for h in res["xmin_horizon"]["holders"]}
         assert ("prepared_transaction", "upkeep_review_test") in kinds
@@ -292,14 +295,18 @@ def test_ccnew_leftover_and_build_in_progress(review_cluster):
     )
     blocker = review_cluster.connect(dbname=db, autocommit=False)
     try:
-        blocker.execute("SELECT txid_current()")
-        # REINDEX CONCURRENTLY waits for the old transaction and gives up at statement_timeout
+        blocker.execute("INSERT INTO items VALUES (0, 'open')")
+        # an open writer on the table: REINDEX CONCURRENTLY builds items_name_idx_ccnew, then
+        # waits for that writer's lock and gives up at statement_timeout
+        # two -c: each runs on its own, and REINDEX CONCURRENTLY refuses a transaction block
         proc = review_cluster.psql(
-            dbname=db, check=False, sql="SET statement_timeout = '1s'; REINDEX INDEX CONCURRENTLY items_name_idx"
+            "-c", "REINDEX INDEX CONCURRENTLY items_name_idx", dbname=db, check=False,
+            sql="SET statement_timeout = '1s'",
         )
         assert proc.returncode != 0 and "statement timeout" in proc.stderr
         # a build in progress on another table is not an invalid index
         review_cluster.execute("CREATE TABLE other (id int)", dbname=db)
+        blocker.execute("INSERT INTO other VALUES (1)")  # keeps the build below waiting
         errors = []
 
         def build():
@@ -343,7 +350,8 @@ def test_fixed_number_of_statements_whatever_the_tables(review_cluster):
         offset = review_cluster.logfile.stat().st_size
         res = review(review_cluster, db)
         logged = review_cluster.logfile.read_text(errors="replace")[offset:]
-        counts[db] = (res["statements_run"], logged.count("statement: "))
+        # simple protocol logs "statement: ...", a parameterised query "execute <unnamed>: ..."
+        counts[db] = (res["statements_run"], len(re.findall(r"LOG:  (?:statement|execute [^:]*): ", logged)))
         review_cluster.execute('ALTER DATABASE "%s" RESET log_statement' % db)
     assert counts[small] == counts[big], counts
     assert counts[small][1] >= counts[small][0] >= 7
