@@ -42,6 +42,10 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._pg_review import 
     collect_tables,
     estimate_bloat,
     leftover_kind,
+    lock_holder,
+    lock_holder_text,
+    lock_wait_message,
+    LOCK_NOT_AVAILABLE,
     unused_indexes,
     vacuum_due,
 )
@@ -65,7 +69,7 @@ DEFAULTS = {
     "confirm_limit": 20,
 }
 
-LOCK_TIMEOUT_SQLSTATE = "55P03"
+LOCK_TIMEOUT_SQLSTATE = LOCK_NOT_AVAILABLE
 CANCELED_SQLSTATE = "57014"
 
 # The lock each statement takes, in the words an operator needs.
@@ -184,44 +188,6 @@ def restore_statement(definition):
 def leftover_base(name):
     """The index a ``_ccnew``/``_ccold`` leftover is a copy of (name without the suffix)."""
     return re.sub(r"_cc(new|old)\d*$", "", name)
-
-
-def _holder_text(h):
-    if h.get("kind") == "prepared_transaction":
-        return "prepared transaction '%s' (%s) open %.0f s" % (h["name"], h.get("user"), h.get("xact_seconds") or 0)
-    what = h.get("backend_type") or "session"
-    text = "pid %s (%s, user %s%s, %s" % (
-        h["pid"],
-        what,
-        h.get("user"),
-        (", application %s" % h["application_name"]) if h.get("application_name") else "",
-        h.get("state") or "no state",
-    )
-    if h.get("modes"):
-        text += ", holds %s" % h["modes"]
-    if h.get("xact_seconds") is not None:
-        text += ", transaction open %.0f s" % h["xact_seconds"]
-    text += ")"
-    if h.get("query"):
-        text += ": %s" % " ".join(h["query"].split())[:120]
-    return text
-
-
-def _holder(row):
-    return {
-        "kind": row.get("kind") or "session",
-        "pid": int(row["pid"])
-        if row.get("pid") is not None
-        else (int(row["name"]) if row.get("kind") == "session" else None),
-        "name": row.get("name"),
-        "user": row.get("user_name"),
-        "application_name": row.get("application_name") or None,
-        "backend_type": row.get("backend_type"),
-        "state": row.get("state"),
-        "modes": row.get("modes"),
-        "xact_seconds": None if row.get("xact_seconds") is None else round(float(row["xact_seconds"]), 1),
-        "query": row.get("query"),
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,7 +515,7 @@ class Maintenance:
 
     def old_transactions(self):
         rows = self.db.all(SQL_OLD_TRANSACTIONS, {"seconds": float(self.opts["blocking_transaction_seconds"])})
-        return [_holder(r) for r in rows]
+        return [lock_holder(r) for r in rows]
 
     def lock_holders(self, action, started_seconds_ago):
         oids = [oid for oid in (action.get("table_oid"), action.get("index_oid")) if oid is not None]
@@ -559,7 +525,7 @@ class Maintenance:
                 rows = self.db.all(SQL_OLDER_TRANSACTIONS, {"seconds": max(0.0, started_seconds_ago)})
         except PostgresError:
             return []
-        return [_holder(r) for r in rows]
+        return [lock_holder(r) for r in rows]
 
     # ---- preconditions -----------------------------------------------------------------
 
@@ -600,7 +566,7 @@ class Maintenance:
                     % (
                         len(holders),
                         _plain(self.opts["blocking_transaction_seconds"]),
-                        "; ".join(_holder_text(h) for h in holders[:3]),
+                        "; ".join(lock_holder_text(h) for h in holders[:3]),
                     ),
                     holders,
                 )
@@ -754,7 +720,9 @@ def describe(action, check_mode):
     holders = action.get("holders") or []
     text = "%s %s gave up after %.1f s: %s" % (verb, obj, action["duration_seconds"] or 0, action["error"])
     if outcome in ("lock_timeout", "statement_timeout"):
-        text += "; held by %s" % ("; ".join(_holder_text(h) for h in holders[:3]) if holders else "no session found")
+        text += "; held by %s" % (
+            "; ".join(lock_holder_text(h) for h in holders[:3]) if holders else "no session found"
+        )
     if action.get("cleanup"):
         text += "; " + "; ".join(
             "dropped its invalid copy %s again" % c["index"]
@@ -804,7 +772,14 @@ def run(
 ):
     """Read, plan and run (or, in check mode, only report) the maintenance of one database."""
     m = Maintenance(conn, opts, check_mode, volume_free_bytes=volume_free_bytes, local_socket=local_socket)
-    data = m.read()
+    try:
+        data = m.read()
+    except PostgresError as exc:
+        if exc.sqlstate != LOCK_TIMEOUT_SQLSTATE:
+            raise
+        raise PostgresError(
+            lock_wait_message(m.db, m.opts.get("lock_timeout") or 0) + "; nothing was done", exc.sqlstate
+        ) from None
     database = data["basics"]["database"]
     actions = plan(data, m.opts, quote, replica_index_scans=replica_index_scans)
     for action in actions:

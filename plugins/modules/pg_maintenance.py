@@ -269,6 +269,31 @@ actions:
     message:
       description: One line for the report.
       type: str
+    table_oid:
+      description: OID of the table acted on (null for a table named in O(vacuum_full_tables) that does not exist).
+      type: int
+    index_oid:
+      description: OID of the index acted on, as read before the action.
+      type: int
+      returned: for index actions
+    size_bytes:
+      description: Size of the index as read before the action.
+      type: int
+      returned: for index actions
+    definition:
+      description: The index's definition (pg_get_indexdef) as read before the action.
+      type: str
+      returned: for index actions
+    estimated_bloat_bytes:
+      description: The bloat estimate that made the index due.
+      type: int
+      returned: for reindex_bloated
+    confirmed:
+      description:
+        - The C(pgstatindex) measurement (C(avg_leaf_density), C(leaf_fragmentation), C(index_size)); null
+          without pgstattuple.
+      type: dict
+      returned: for reindex_bloated
 statements:
   description: The statements run (or, in check mode, that would run), in order.
   returned: always

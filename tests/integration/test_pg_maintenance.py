@@ -451,3 +451,31 @@ def test_bad_options_fail_clearly(cluster):
     assert res.failed and res["msg"] == "Failed to validate lock_timeout: must be more than 0 seconds, got 0.0"
     res = run_module(MODULE, cluster.module_args(vacuum_full_tables=["audit"]))
     assert res.failed and "is not schema.name" in res["msg"]
+
+
+def test_access_exclusive_lock_during_the_catalog_read_fails_clearly_naming_the_holder(cluster):
+    db = new_db(
+        cluster,
+        "migrating",
+        """
+        CREATE TABLE accounts (id int, v text);
+        INSERT INTO accounts SELECT g, 'x' FROM generate_series(1, 5000) g;
+        ANALYZE accounts;
+        DELETE FROM accounts WHERE id > 100
+        """,
+    )
+    before = table_state(cluster, db)
+    migration = cluster.connect(dbname=db, autocommit=False, application_name="django-migrate")
+    try:
+        migration.execute("ALTER TABLE accounts ADD COLUMN note text")  # ACCESS EXCLUSIVE until commit
+        res = run_module(MODULE, cluster.module_args(login_db=db, lock_timeout=1))
+        assert res.failed, res
+        assert res["msg"].startswith(
+            "Failed to maintain database 'migrating' at 127.0.0.1:%d: reading the catalog" % cluster.port
+        )
+        assert "pid %d" % migration.info.backend_pid in res["msg"] and "django-migrate" in res["msg"]
+        assert "AccessExclusiveLock on accounts" in res["msg"] and "nothing was done" in res["msg"]
+    finally:
+        migration.rollback()
+        migration.close()
+    assert table_state(cluster, db) == before
