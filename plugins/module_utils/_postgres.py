@@ -259,7 +259,9 @@ def connect(module, params=None, autocommit=True, settings=None):
     ensure_psycopg(module)
     params = module.params if params is None else params
     try:
-        return open_connection(params, autocommit=autocommit, settings=settings)
+        if settings:
+            return open_connection(params, autocommit=autocommit, settings=settings)
+        return open_connection(params, autocommit=autocommit)  # the call every module made before settings
     except PostgresError as exc:
         module.fail_json(msg=exc.message)
 
