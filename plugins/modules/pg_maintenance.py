@@ -426,7 +426,6 @@ def main():
         module.fail_json(msg="Failed to maintain %s: %s" % (where, exc.message))
     finally:
         close_quietly(conn)
-    changed = out.pop("changed")
     if module._diff:
         out["diff"] = {
             "before": dict((a["object"], a["before"]) for a in out["actions"] if a["before"] is not None),
@@ -436,7 +435,7 @@ def main():
                 if a["before"] is not None
             ),
         }
-    module.exit_json(changed=changed, **out)
+    module.exit_json(**out)  # out["changed"]: an action ran (or, in check mode, would run)
 
 
 if __name__ == "__main__":
