@@ -479,3 +479,35 @@ def test_access_exclusive_lock_during_the_catalog_read_fails_clearly_naming_the_
         migration.rollback()
         migration.close()
     assert table_state(cluster, db) == before
+
+
+def test_statement_timeout_is_reported_and_analyze_only_tables_are_analyzed(cluster):
+    db = new_db(
+        cluster,
+        "stmt",
+        """
+        CREATE TABLE archive (id int, v text);
+        INSERT INTO archive SELECT g, 'x' FROM generate_series(1, 3000) g;
+        ANALYZE archive;
+        CREATE TABLE prices (id int, amount numeric);
+        INSERT INTO prices SELECT g, g FROM generate_series(1, 3000) g;
+        VACUUM ANALYZE prices;
+        UPDATE prices SET amount = amount + 1 WHERE id <= 400
+        """,
+    )
+    holder = cluster.connect(dbname=db, autocommit=False)
+    try:
+        holder.execute("LOCK TABLE archive IN SHARE MODE")
+        # a lock timeout longer than the statement timeout: the wait ends at the statement timeout
+        res = maintain(cluster, db, vacuum_full_tables=["public.archive"], lock_timeout=60, statement_timeout=3)
+        by = actions(res)
+        full = by["public.archive"]
+        assert full["action"] == "vacuum_full" and full["outcome"] == "statement_timeout", full
+        assert "statement timeout" in full["error"] and [h["pid"] for h in full["holders"]] == [holder.info.backend_pid]
+        assert check(res, "vacuum_full", "public.archive")["status"] == "warn"
+        # 400 rows updated after the last ANALYZE of 3000: due for ANALYZE (50 + 10 %), not for VACUUM (50 + 20 %)
+        prices = by["public.prices"]
+        assert prices["action"] == "analyze" and prices["statement"] == 'ANALYZE "public"."prices";', prices
+        assert prices["outcome"] == "done" and prices["after"]["last_analyze"] != prices["before"]["last_analyze"]
+    finally:
+        holder.close()
