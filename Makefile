@@ -16,8 +16,9 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 # python3-venv: Debian's python3 cannot create the .venv without it.
 # aptly, gnupg: the signed test apt repository of the patching tests (lab/aptrepo.py).
 # chromium: the HTML report is checked in a headless browser (tests/integration/test_report_browser.py).
+# pgbackrest: continuous WAL archiving and PITR (pgbackrest_info, pitr_restore, role pitr) and their tests.
 DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
-                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium
+                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium pgbackrest
 
 .PHONY: help
 help:  ## List the targets
