@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.vault",
     "tests.fixtures.apt_repo",
+    "tests.fixtures.redis",
 ]
