@@ -8,12 +8,13 @@ and a hash of its first ``head_len`` bytes (at most HEAD_BYTES). ``read_since(pa
 returns the complete lines written since that position and the new position:
 
 * same file (same inode), not shorter and with the same head: read on from ``offset``;
-* same inode but shorter, or another head: truncated in place (``copytruncate``), read from 0;
-* another inode at ``path``: the file was rotated. The old file is looked for in the same
-  directory (or ``rotated_dir``): first by inode among the uncompressed files, then by its
-  head among the files named ``<name>*`` (``.gz`` ones decompressed), so both
-  ``delaycompress`` and immediate compression are followed. The rest of the old file is read
-  from ``offset``, then the new file from its start. Not finding it is a gap, said in ``gaps``.
+* otherwise the file was rotated (another inode, or the same inode reused for a new file) or
+  truncated in place (``copytruncate``). The old content is looked for in the same directory
+  (or ``rotated_dir``): first by inode and head among the uncompressed files, then by its
+  head among the files named ``<name>*`` (``.gz`` ones decompressed), so ``delaycompress``,
+  immediate compression and ``copytruncate``'s copy are all followed. The rest of the old file
+  is read from ``offset``, then the current file from its start. Not finding it is a gap,
+  said in ``gaps``.
 * no position (first run): the whole current file, or nothing with ``start='end'``.
 
 A trailing line without its newline is left for the next run in the current file (the writer
@@ -84,15 +85,21 @@ def _same_head(path, position):
 
 
 def find_rotated(path, position, rotated_dir=None):
-    """Where the file described by ``position`` went after rotation, or None."""
+    """Where the file described by ``position`` went after rotation, or None.
+
+    An uncompressed file with the same inode and the same first bytes wins; then any file named
+    ``<name>*`` (``.gz`` decompressed) with the same first bytes. Inodes alone are not trusted:
+    a file system reuses the inode of a deleted file for the next one it creates.
+    """
     directory = rotated_dir or os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     try:
         entries = sorted(os.listdir(directory))
     except OSError:
         return None
+    current = os.path.abspath(path)
     candidates = [os.path.join(directory, name) for name in entries
-                  if name.startswith(base) and os.path.join(directory, name) != os.path.abspath(path)]
+                  if name.startswith(base) and os.path.join(directory, name) != current]
     for candidate in candidates:
         if candidate.endswith(".gz"):
             continue
@@ -100,7 +107,7 @@ def find_rotated(path, position, rotated_dir=None):
             st = os.stat(candidate)
         except OSError:
             continue
-        if st.st_ino == position.get("inode") and st.st_dev == position.get("dev"):
+        if st.st_ino == position.get("inode") and st.st_dev == position.get("dev") and _same_head(candidate, position):
             return candidate
     if not position.get("head_len"):
         return None
@@ -124,29 +131,30 @@ def read_since(path, position=None, start="beginning", rotated_dir=None):
     if position is None:
         if start == "end":
             return [], _position(path, st, st.st_size), info
-    elif st.st_ino == position.get("inode") and st.st_dev == position.get("dev"):
-        if st.st_size < position.get("offset", 0) or not _same_head(path, position):
-            info["truncated"] = True
-            info["gaps"].append(
-                "%s was truncated in place since the last run (copytruncate); lines written between the last "
-                "run and the truncation were not seen" % path)
-        else:
-            offset = position.get("offset", 0)
     else:
-        old = find_rotated(path, position, rotated_dir)
-        if old is None:
-            info["gaps"].append(
-                "%s was rotated since the last run and the old file was not found next to it; lines written to it "
-                "after the last run were not counted" % path)
+        same_inode = st.st_ino == position.get("inode") and st.st_dev == position.get("dev")
+        if same_inode and st.st_size >= position.get("offset", 0) and _same_head(path, position):
+            offset = position.get("offset", 0)
         else:
-            try:
-                old_lines, old_end = _read_from(old, position.get("offset", 0), complete_only=False)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                info["gaps"].append("could not read the rotated file %s: %s" % (old, exc))
+            old = find_rotated(path, position, rotated_dir)
+            if old is not None:
+                try:
+                    old_lines, old_end = _read_from(old, position.get("offset", 0), complete_only=False)
+                except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                    info["gaps"].append("could not read the rotated file %s: %s" % (old, exc))
+                else:
+                    lines.extend(old_lines)
+                    info["bytes_read"] += old_end - position.get("offset", 0)
+                    info["rotated_from"] = old
+            elif same_inode:
+                info["truncated"] = True
+                info["gaps"].append(
+                    "%s was truncated in place since the last run and no copy of it was found next to it; lines "
+                    "written between the last run and the truncation were not seen" % path)
             else:
-                lines.extend(old_lines)
-                info["bytes_read"] += old_end - position.get("offset", 0)
-                info["rotated_from"] = old
+                info["gaps"].append(
+                    "%s was rotated since the last run and the old file was not found next to it; lines written "
+                    "to it after the last run were not counted" % path)
     new_lines, end = _read_from(path, offset, complete_only=True)
     lines.extend(new_lines)
     info["bytes_read"] += end - offset

@@ -40,6 +40,8 @@ attributes:
     description:
       - Reads and counts everything, but does not write O(state_file), so the next real run counts the same
         lines again.
+      - Writing O(state_file) is bookkeeping and never reported as C(changed); RV(state_file.written) says
+        whether it was written.
   diff_mode:
     support: none
     description: The state file is bookkeeping; it is not diffed.
@@ -468,8 +470,9 @@ def main():
         module.fail_json(msg="Failed to write the state file %s: %s" % (params["state_file"], exc))
     out["state_file"] = {"path": params["state_file"], "written": written}
     out["checks"] = judge(out, params, params["host_label"])
-    moved = any(entry["lines"] for entry in logs_out) or state is None
-    module.exit_json(changed=written and moved, **out)
+    # Moving the reader's positions is bookkeeping, not a change to the host: reporting it would make
+    # every daily run "changed" (reading the logs produces new log lines), never idempotent.
+    module.exit_json(changed=False, **out)
 
 
 if __name__ == "__main__":

@@ -152,7 +152,8 @@ def test_wrong_postgres_passwords_counted_exactly(cluster, tmp_path):
     again = review(tmp_path, log)
     assert again["total"] == 0
     assert again["change"]["total"] == -12
-    assert not again.get("changed")
+    assert again["changed"] is False
+    assert again["state_file"]["written"] is True
 
 
 def test_postgres_address_from_connection_received_lines(cluster, tmp_path):

@@ -1,6 +1,8 @@
 """module_utils/_logfollow.py: positions across truncation and rotation, on files in a temp dir."""
 
+import gzip
 import os
+import shutil
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils._logfollow import find_rotated, read_since
 from ansible_collections.upkeep.runbooks.plugins.modules.auth_failure_review import read_journal
@@ -61,3 +63,31 @@ def test_read_journal_keeps_the_cursor():
     module = FakeModule(out="-- cursor: s=z\n")
     read_journal(module, "ssh.service", None, "beginning")
     assert module.argv[-2:] == ["--since", "-24h"]
+
+
+def test_copytruncate_with_its_copy_and_a_reused_inode(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("2026-12-01 first\n")
+    _, pos, _ = read_since(str(log))
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write("2026-12-01 second\n")
+    # copytruncate: copy, then truncate the original (same inode), which gets a new first line.
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+    with open(log, "r+", encoding="utf-8") as handle:
+        handle.truncate(0)
+    log.write_text("2026-12-02 third\n")
+    lines, pos, info = read_since(str(log), pos)
+    assert lines == ["2026-12-01 second", "2026-12-02 third"]
+    assert info["rotated_from"] == str(tmp_path / "app.log.1") and not info["truncated"] and info["gaps"] == []
+
+    # The same inode reused by a new file after the old one was compressed away: found by content.
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write("2026-12-02 fourth\n")
+    with open(log, "rb") as src, gzip.open(tmp_path / "app.log.2.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    with open(log, "r+", encoding="utf-8") as handle:  # same inode, new content
+        handle.truncate(0)
+        handle.write("2026-12-03 fifth\n")
+    lines, _, info = read_since(str(log), pos)
+    assert lines == ["2026-12-02 fourth", "2026-12-03 fifth"]
+    assert info["rotated_from"] == str(tmp_path / "app.log.2.gz")
