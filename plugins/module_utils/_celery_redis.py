@@ -285,9 +285,11 @@ def judge(facts, params, host):
                              "Redis uses %s; no maxmemory limit is set, so memory is bounded only by the host"
                              % human_bytes(memory["used_bytes"] or 0)))
     else:
-        checks.append(evaluate("redis_memory", host, memory["percent_of_maxmemory"],
-                               params["memory_warn_percent"], params["memory_fail_percent"], unit="%",
-                               what="Redis memory used of maxmemory"))
+        item = evaluate("redis_memory", host, memory["percent_of_maxmemory"], params["memory_warn_percent"],
+                        params["memory_fail_percent"], unit="%", what="Redis memory used of maxmemory")
+        item["threshold"]["unit"] = "%"
+        item["message"] += " (%s of %s)" % (human_bytes(memory["used_bytes"]), human_bytes(memory["maxmemory_bytes"]))
+        checks.append(item)
     policy = memory["maxmemory_policy"]
     if policy in SAFE_POLICIES or not memory["maxmemory_bytes"]:
         status, text = "ok", "maxmemory-policy is %s" % policy

@@ -162,6 +162,8 @@ def judge(facts, params, host):
     mem = evaluate("host_memory", host, facts["memory"]["percent"], params["memory_warn_percent"],
                    params["memory_fail_percent"], unit="%", what="memory use")
     mem["message"] += " (highest %s %%)" % facts["memory"]["max_percent"]
+    for item in (cpu, mem):
+        item["threshold"]["unit"] = "%"  # the report shows value and limits in percent
     return [cpu, mem]
 
 

@@ -72,7 +72,7 @@ def test_exact_values_from_moving_counters(tmp_path):
     checks = by_check(res)
     assert checks["host_cpu"]["status"] == "warn"
     assert checks["host_cpu"]["value"] == 90.0
-    assert checks["host_cpu"]["threshold"] == {"warn": 80.0, "fail": 95.0}
+    assert checks["host_cpu"]["threshold"] == {"warn": 80.0, "fail": 95.0, "unit": "%"}
     assert checks["host_memory"]["status"] == "warn"
     assert "memory use is 90.0%, at or above the warn limit of 85.0%" in checks["host_memory"]["message"]
 
