@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ for _module in ("django", "gunicorn"):
 PIP_AUDIT = Path(sys.executable).parent / "pip-audit"
 if not PIP_AUDIT.exists():
     pytest.skip("pip-audit is not installed (requirements-dev.txt pins it)", allow_module_level=True)
+
+if shutil.which("npm") is None:
+    pytest.skip("npm is not installed (it comes with Node.js on the machine image)", allow_module_level=True)
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "audit"
 
