@@ -13,9 +13,9 @@ module: dependency_audit
 short_description: Known vulnerabilities in Python and npm dependencies, with an ignore list that expires
 version_added: 0.1.0
 description:
-  - Runs C(pip-audit) on fully pinned requirement or lock files (O(pip_requirements), with C(--no-deps --disable-pip):
-    nothing is resolved or installed) and on installed Python environments (O(pip_pythons)), asking the OSV service at
-    O(osv_url).
+  - Runs C(pip-audit) on fully pinned requirement or lock files (O(pip_requirements), with
+    C(--no-deps --disable-pip), so nothing is resolved or installed) and on installed Python environments
+    (O(pip_pythons)), asking the OSV service at O(osv_url).
   - Runs C(npm audit --package-lock-only) on each O(npm_lockfiles) against O(npm_registry).
   - Each advisory for each package is one finding. O(ignore) entries carry a reason and an expiry date; a matching
     entry that has not expired marks the finding ignored; an expired entry no longer does, and is returned in

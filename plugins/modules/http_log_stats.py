@@ -16,7 +16,7 @@ description:
   - Reads the lines an nginx access log got since the last run and returns the number of requests, the 5xx rate,
     the p50, p95 and p99 of C($request_time) and the slowest paths.
   - Health checks and static files are not counted (O(health_check_paths), O(static_paths)).
-  - The position (inode and byte offset) is kept in O(state_file). A log rotated since the last run is handled:
+  - The position (inode and byte offset) is kept in O(state_file). A log rotated since the last run is handled -
     the rest of the rotated file (found by its inode among O(rotated_paths)) is read first, then the new file from
     its start, so nothing is lost and nothing is counted twice. A truncated file (copytruncate) is read from its
     start.
@@ -137,7 +137,7 @@ slowest_paths:
   returned: success
   type: list
   elements: dict
-  sample: [{path: /orders/{id}/, requests: 40, errors_5xx: 2, p95_seconds: 1.9, max_seconds: 3.2,
+  sample: [{path: "/orders/{id}/", requests: 40, errors_5xx: 2, p95_seconds: 1.9, max_seconds: 3.2,
             total_seconds: 21.4}]
 excluded:
   description: Lines left out as health checks and as static files.
