@@ -102,8 +102,8 @@ def parse_npm_audit(stdout, stderr, source):
     try:
         data = json.loads(stdout)
     except ValueError:
-        raise AuditError("Failed to audit %s with npm audit: %s" % (source, _last_lines(stderr) or _last_lines(stdout)
-                                                                     or "no output")) from None
+        detail = _last_lines(stderr, 1) or _last_lines(stdout, 1) or "no output"
+        raise AuditError("Failed to audit %s with npm audit: %s" % (source, detail)) from None
     if "error" in data:
         err = data["error"] or {}
         raise AuditError("Failed to audit %s with npm audit: %s" % (
