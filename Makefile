@@ -17,8 +17,12 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 # aptly, gnupg: the signed test apt repository of the patching tests (lab/aptrepo.py).
 # chromium: the HTML report is checked in a headless browser (tests/integration/test_report_browser.py).
 # pgbackrest: continuous WAL archiving and PITR (pgbackrest_info, pitr_restore, role pitr) and their tests.
+# nginx: the real web tier in front of the sample app whose access log http_log_stats reads
+#   (tests/fixtures/web.py).
+# rsyslog: a real collector and forwarders on loopback for the log-shipping canary (tests/fixtures/syslog.py).
 DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
-                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium pgbackrest
+                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium pgbackrest \
+                nginx rsyslog
 
 .PHONY: help
 help:  ## List the targets
