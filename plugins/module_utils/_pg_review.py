@@ -634,19 +634,26 @@ def review(data, options, previous=None, volume_free_bytes=None, replica_index_s
         "fail" if worst >= opts["sequence_fail_percent"] else "warn" if worst >= opts["sequence_warn_percent"] else "ok"
     )
     near = [s for s in seqs if s["percent_used"] >= opts["sequence_warn_percent"]]
+    top = max(seqs, key=lambda s: s["percent_used"]) if seqs else None
+    # The worst sequence's percent_used is what the report history keeps as a time series
+    # (capacity planning fits it for the exhaustion date); ``near`` lists every one over warn.
     add(
         "sequences",
         status,
-        [
-            {
-                "sequence": s["sequence"],
-                "percent_used": s["percent_used"],
-                "limit_type": s["limit_type"],
-                "projected_exhaustion": s["projected_exhaustion"],
-            }
-            for s in near
-        ]
-        or None,
+        {
+            "percent_used": worst,
+            "sequence": top["sequence"] if top else None,
+            "projected_exhaustion": top["projected_exhaustion"] if top else None,
+            "near": [
+                {
+                    "sequence": s["sequence"],
+                    "percent_used": s["percent_used"],
+                    "limit_type": s["limit_type"],
+                    "projected_exhaustion": s["projected_exhaustion"],
+                }
+                for s in near
+            ],
+        },
         {"warn": opts["sequence_warn_percent"], "fail": opts["sequence_fail_percent"], "unit": "%"},
         (
             "%d sequence(s) at or above %s %% of their column's maximum: %s"

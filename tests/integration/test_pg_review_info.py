@@ -211,6 +211,9 @@ def test_each_planted_problem_is_found(review_cluster, problem_db):
     assert seq["limit_type"] == "integer" and seq["max_value"] == 2147483647
     assert 93 < seq["percent_used"] < 94
     assert by["sequences"]["status"] == "warn"
+    # the worst sequence's figure is the check's own value: the report history keeps it as a series
+    assert by["sequences"]["value"]["sequence"] == "public.tickets_id_seq"
+    assert by["sequences"]["value"]["percent_used"] == seq["percent_used"]
 
     slow = res["slow_queries"]
     over = [q for q in slow["over_threshold"] if "pg_sleep" in q["query"]]
