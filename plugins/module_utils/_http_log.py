@@ -73,6 +73,40 @@ def percentile(sorted_values, pct):
     return sorted_values[rank - 1]
 
 
+class Histogram(object):
+    """Request times counted per millisecond (nginx logs $request_time with millisecond resolution).
+
+    Nearest-rank percentiles from it are exactly those of the full list of times, while memory
+    grows with the number of distinct milliseconds seen, not with the number of requests.
+    """
+
+    def __init__(self):
+        self.counts = {}
+        self.total = 0
+
+    def add(self, seconds):
+        ms = int(round(seconds * 1000))
+        self.counts[ms] = self.counts.get(ms, 0) + 1
+        self.total += 1
+
+    def percentile(self, pct):
+        if not self.total:
+            return None
+        rank = max(1, int(math.ceil(pct / 100.0 * self.total)))
+        seen = 0
+        for ms in sorted(self.counts):
+            seen += self.counts[ms]
+            if seen >= rank:
+                return ms / 1000.0
+        return None  # pragma: no cover - seen reaches total
+
+    def max(self):
+        return max(self.counts) / 1000.0 if self.counts else None
+
+    def sum(self):
+        return sum(ms * n for ms, n in self.counts.items()) / 1000.0
+
+
 def compile_patterns(patterns, what):
     compiled = []
     for pattern in patterns:
@@ -109,7 +143,7 @@ class Tally(object):
         self.health = health_patterns
         self.static = static_patterns
         self.normalize = normalize
-        self.times = []
+        self.times = Histogram()
         self.status_classes = {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
         self.excluded_health = 0
         self.excluded_static = 0
@@ -133,30 +167,30 @@ class Tally(object):
         if any(p.search(path) for p in self.static):
             self.excluded_static += 1
             return
-        self.times.append(seconds)
+        self.times.add(seconds)
         key = "%dxx" % (status // 100)
         if key in self.status_classes:
             self.status_classes[key] += 1
         route = normalize_path(path) if self.normalize else path
-        entry = self.per_path.setdefault(route, {"times": [], "errors": 0})
-        entry["times"].append(seconds)
+        entry = self.per_path.setdefault(route, {"times": Histogram(), "errors": 0})
+        entry["times"].add(seconds)
         if status >= 500:
             entry["errors"] += 1
 
     def summary(self, slowest_count):
-        times = sorted(self.times)
-        requests = len(times)
+        times = self.times
+        requests = times.total
         errors = self.status_classes["5xx"]
         paths = []
         for route, entry in self.per_path.items():
-            values = sorted(entry["times"])
+            values = entry["times"]
             paths.append({
                 "path": route,
-                "requests": len(values),
+                "requests": values.total,
                 "errors_5xx": entry["errors"],
-                "p95_seconds": percentile(values, 95),
-                "max_seconds": values[-1],
-                "total_seconds": round(sum(values), 3),
+                "p95_seconds": values.percentile(95),
+                "max_seconds": values.max(),
+                "total_seconds": round(values.sum(), 3),
             })
         paths.sort(key=lambda item: (-item["p95_seconds"], -item["requests"], item["path"]))
         return {
@@ -164,10 +198,10 @@ class Tally(object):
             "errors_5xx": errors,
             "error_rate_percent": (round(100.0 * errors / requests, 3) if requests else None),
             "status_classes": self.status_classes,
-            "p50_seconds": percentile(times, 50),
-            "p95_seconds": percentile(times, 95),
-            "p99_seconds": percentile(times, 99),
-            "max_seconds": times[-1] if times else None,
+            "p50_seconds": times.percentile(50),
+            "p95_seconds": times.percentile(95),
+            "p99_seconds": times.percentile(99),
+            "max_seconds": times.max(),
             "slowest_paths": paths[:slowest_count],
             "excluded": {"health_checks": self.excluded_health, "static": self.excluded_static},
             "unparsed_lines": self.unparsed,

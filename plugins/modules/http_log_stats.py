@@ -25,7 +25,8 @@ description:
     C(log_format upkeep '$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent
     \"$http_referer\" \"$http_user_agent\" $request_time $upstream_response_time';)
     and C(access_log /var/log/nginx/access.log upkeep;). See docs/http-error-rate.md."
-  - Percentiles are nearest-rank (always one of the measured times, no interpolation).
+  - Percentiles are nearest-rank (always one of the measured times, no interpolation), computed from counts per
+    millisecond of C($request_time), so memory does not grow with the number of requests.
   - The module judges nothing; the P(upkeep.runbooks.http_health#role) role turns the numbers into check results
     against its thresholds (error rate 5 %, p95 2 s by default).
 author:

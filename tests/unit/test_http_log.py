@@ -61,3 +61,18 @@ def test_copytruncate_reads_from_start_and_partial_line_waits(tmp_path):
     assert tally.summary(1)["requests"] == 1
     assert position2["offset"] == len(LINE) + 1
     assert any("truncated" in note for note in notes)
+
+
+def test_histogram_percentiles_equal_the_full_list():
+    import random
+
+    rng = random.Random(12)
+    times = [round(rng.expovariate(8), 3) for _ in range(5000)] + [0.0, 12.345]
+    hist = h.Histogram()
+    for value in times:
+        hist.add(value)
+    ordered = sorted(times)
+    for pct in (1, 50, 95, 99, 100):
+        assert hist.percentile(pct) == h.percentile(ordered, pct), pct
+    assert hist.max() == 12.345 and hist.total == len(times)
+    assert len(hist.counts) < len(times)
