@@ -270,7 +270,7 @@ class Review:
         for address, count in ranked:
             users = sorted(self.source_users[address].items(), key=lambda kv: (-kv[1], kv[0]))
             out.append({"address": address, "failures": count, "kinds": sorted(self.source_kinds[address]),
-                        "users": [u for u, _ in users[:5]], "distinct_users": len(users)})
+                        "users": [pair[0] for pair in users[:5]], "distinct_users": len(users)})
         return out
 
     def top_users(self, limit):

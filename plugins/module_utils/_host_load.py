@@ -62,7 +62,7 @@ def read_memory(proc_path="/proc"):
     try:
         with open(path, "r", encoding="ascii") as handle:
             for line in handle:
-                key, _, rest = line.partition(":")
+                key, _sep, rest = line.partition(":")
                 parts = rest.split()
                 if parts and parts[0].isdigit():
                     factor = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
@@ -116,8 +116,8 @@ def sample(proc_path="/proc", window=5.0, interval=1.0, sleep=time.sleep, clock=
             sleep(interval)
         readings.append((read_cpu(proc_path), read_memory(proc_path)))
     elapsed = clock() - start
-    cpus = [c for c, _ in readings]
-    mems = [m for _, m in readings]
+    cpus = [reading[0] for reading in readings]
+    mems = [reading[1] for reading in readings]
     steps = [p for p in (cpu_percent(a, b) for a, b in zip(cpus, cpus[1:])) if p is not None]
     mem_percents = [p for p in (memory_percent(m) for m in mems) if p is not None]
     last_mem = mems[-1]

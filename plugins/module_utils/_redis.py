@@ -165,7 +165,7 @@ class RedisClient:
             count = int(rest)
             if count < 0:
                 return None
-            return [self.read_reply() for _ in range(count)]
+            return [self.read_reply() for _index in range(count)]
         raise RedisError("Redis at %s sent a reply this client does not understand (%r)" % (self.where, kind),
                          "protocol")
 
@@ -194,7 +194,7 @@ class RedisClient:
         except OSError as exc:
             raise RedisError("lost the connection to Redis at %s: %s" % (self.where, exc.strerror or exc),
                              "connect") from None
-        return [self.read_reply() for _ in commands]
+        return [self.read_reply() for _command in commands]
 
 
 def parse_info(raw):

@@ -237,7 +237,15 @@ state_file:
   description: O(state_file), and whether it was written (never in check mode).
   returned: always
   type: dict
-  sample: {"path": "/var/lib/upkeep-runbooks/auth_failure_review.json", "written": true}
+  contains:
+    path:
+      description: O(state_file).
+      type: str
+      sample: /var/lib/upkeep-runbooks/auth_failure_review.json
+    written:
+      description: Whether the positions and counts were saved (false in check mode).
+      type: bool
+      sample: true
 checks:
   description: One check result per finding, C({check, host, status, value, threshold, message}).
   returned: always
@@ -383,7 +391,7 @@ def judge(out, params, host):
 
     gaps = [(log["name"], g) for log in out["logs"] for g in log["gaps"]]
     if gaps:
-        checks.append(result("auth_log_coverage", host, "warn", [n for n, _ in gaps], None,
+        checks.append(result("auth_log_coverage", host, "warn", [pair[0] for pair in gaps], None,
                              "; ".join("%s: %s" % pair for pair in gaps)))
     else:
         checks.append(result("auth_log_coverage", host, "ok", [log["name"] for log in out["logs"]], None,

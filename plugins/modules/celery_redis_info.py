@@ -134,6 +134,7 @@ notes:
   - Works with kombu's default Redis transport options (C(fanout_prefix=true), priority steps 0, 3, 6, 9).
   - A worker started with C(--without-mingle --without-gossip) still answers; one started with remote control
     disabled (C(worker_enable_remote_control=False)) never does and is reported as not answering.
+  - Redis Sentinel and Redis Cluster are not followed; point O(host) at the current master.
   - See C(docs/platform-health.md) for each check, its threshold and what to do when it fails.
 seealso:
   - name: Celery monitoring guide

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import json
 import os
+import shutil
 import socket
 import threading
 
@@ -292,3 +293,24 @@ def test_missing_log_and_bad_state(tmp_path):
                                              "state_file": str(tmp_path / "state" / "auth.json")})
     assert res.failed
     assert res["msg"].startswith("Failed to read the state file %s" % (tmp_path / "state" / "auth.json"))
+
+
+def test_postgres_log_rotated_by_copytruncate_mid_period(cluster, tmp_path):
+    """Debian's logrotate rotates PostgreSQL's log with copytruncate: the copy is finished first."""
+    log = [{"kind": "postgres", "path": str(cluster.logfile), "log_line_prefix": PREFIX_WITH_HOST}]
+    review(tmp_path, log, first_run="end")
+    with relay(cluster, "127.0.12.8") as r8:
+        for _ in range(3):
+            assert not attempt(r8, "app", "wrong-before-rotation")
+        # copytruncate: copy the file, then truncate the original in place (the server keeps appending).
+        rotated = cluster.logfile.with_name(cluster.logfile.name + ".1")
+        shutil.copyfile(cluster.logfile, rotated)
+        with open(cluster.logfile, "r+b") as handle:
+            handle.truncate(0)
+        for _ in range(4):
+            assert not attempt(r8, "app", "wrong-after-rotation")
+    res = review(tmp_path, log)
+    assert res["by_source"] == {"127.0.12.8": 7}
+    assert res["logs"][0]["rotated_from"] == str(rotated)
+    assert res["logs"][0]["gaps"] == []
+    assert review(tmp_path, log)["total"] == 0

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from tests.fixtures import tls
+from tests.fixtures.redis import free_port
 from tests.integration.module_runner import run_module
 
 pytestmark = pytest.mark.integration
@@ -247,3 +249,20 @@ def test_bad_thresholds_are_refused():
     res = run_module("celery_redis_info", {"queue_depth_warn": 10, "queue_depth_fail": 5})
     assert res.failed
     assert res["msg"] == "Failed to validate queue_depth_warn: it must be 0 or more and not above queue_depth_fail"
+
+
+def test_tls_with_the_servers_ca(redis_factory, tmp_path):
+    ca = tls.make_ca(tmp_path / "ca", "upkeep redis CA")
+    cert, key = tls.issue(ca, tmp_path / "ca", "redis", [HOST])
+    tls_port = free_port(HOST)
+    server = redis_factory(password=PASSWORD, host=HOST, tls_port=tls_port, tls_cert_file=cert, tls_key_file=key,
+                           tls_ca_cert_file=ca.cert_file, tls_auth_clients="no")
+    args = dict(server.module_args(port=tls_port, tls=True, worker_timeout=0))
+    res = run_module("celery_redis_info", dict(args, ca_cert=str(ca.cert_file)))
+    assert res["reachable"] is True, res
+    assert by_check(res)["redis_ping"]["status"] == "ok"
+    # Without the CA the certificate is not trusted: unreachable, and the reason says TLS.
+    res = run_module("celery_redis_info", args)
+    assert res["reachable"] is False
+    assert "TLS handshake with Redis at %s:%s failed" % (HOST, tls_port) in res["error"]
+    assert PASSWORD not in res.output
