@@ -103,3 +103,9 @@ bench: deps venv  ## Benchmarks (ratios against a named baseline)
 .PHONY: build
 build: venv  ## Build the collection tarball
 	$(BIN)/ansible-galaxy collection build --force
+
+# The execution environment for AWX: ansible-builder on a base made from the lab's debootstrap
+# image, with the collection from the tarball above. Rebuilt only when an input changed.
+.PHONY: ee
+ee: deps build  ## Build the execution environment image (localhost/upkeep-runbooks-ee)
+	ee/build.sh
