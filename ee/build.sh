@@ -70,7 +70,7 @@ if [ "$(cat "$wheels/.requirements" 2>/dev/null || true)" != "$req_hash" ]; then
   printf '%s\n' "$requirements" > "$cache/ee-requirements.txt"
   "$python" -m pip download --quiet --only-binary=:all: --python-version 3.11.2 \
     --platform manylinux_2_36_x86_64 --platform manylinux2014_x86_64 --platform any \
-    --dest "$wheels" -r "$cache/ee-requirements.txt"
+    --dest "$wheels" -r "$cache/ee-requirements.txt" 2> >(grep -v 'is ignored: it is neither a file' >&2)
   echo "$req_hash" > "$wheels/.requirements"
 fi
 
