@@ -94,7 +94,7 @@ molecule: deps venv  ## Molecule scenarios on the lab image
 	$(BIN)/molecule test --all
 
 .PHONY: test
-test: lint sanity unit integration molecule  ## Everything CI runs
+test: lint sanity unit ee integration molecule  ## Everything CI runs (ee: the AWX-style runs use the image)
 
 .PHONY: bench
 bench: deps venv  ## Benchmarks (ratios against a named baseline)
