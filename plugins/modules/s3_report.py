@@ -27,6 +27,10 @@ description:
     a failed step uploads only what is missing); one with other content fails the task.
   - Meant for runs whose controller does not keep files, such as AWX / Automation Controller jobs, whose execution
     environment container is removed when the job ends. The local report is never touched.
+  - With O(state=fetched), brings the history of the newest stored run (the C(history.json) the C(latest.json)
+    pointer names) to C(<dest>/<cadence>/history.json) when there is no local history, so a controller that
+    starts empty (an AWX job) continues the cadence's history instead of starting a new one. A local history is
+    never replaced.
   - Runs on the controller, next to M(upkeep.runbooks.report), with C(delegate_to=localhost) and C(run_once=true).
 author:
   - upkeep.runbooks maintainers (@upkeep-runbooks)
@@ -39,6 +43,8 @@ attributes:
     details:
       - Reads the local report, lists the run's prefix and reads the C(latest.json) pointer (read-only), and returns
         in RV(keys) what would be uploaded. Nothing is written.
+      - With O(state=fetched), reads the pointer and says in RV(fetched) whether the history would be fetched;
+        nothing is downloaded.
   diff_mode:
     support: none
     details:
@@ -46,16 +52,32 @@ attributes:
   platform:
     platforms: posix
 options:
+  state:
+    description:
+      - V(present) uploads the report in O(path).
+      - V(fetched) brings the newest stored history of O(cadence) to O(dest) when O(dest) has none.
+    type: str
+    choices: [present, fetched]
+    default: present
   path:
     description:
       - The report directory C(<dest>/<cadence>/<run>/) holding C(report.json) and C(report.html), as returned by
         M(upkeep.runbooks.report) in RV(upkeep.runbooks.report#module:dir).
+      - Required with O(state=present).
     type: path
-    required: true
+  cadence:
+    description:
+      - With O(state=fetched), the cadence whose history is fetched (required there).
+    type: str
+  dest:
+    description:
+      - With O(state=fetched), the reports directory (the O(upkeep.runbooks.report#module:dest) of the report
+        module); the history goes to C(<dest>/<cadence>/history.json), mode C(0640), under the history's lock.
+    type: path
   history:
     description:
       - The cadence's C(history.json) (RV(upkeep.runbooks.report#module:history.path)). Copied beside the report
-        when the file exists; a missing file is skipped and said so in RV(skipped).
+        when the file exists; a missing file is left out and said so in RV(left_out).
     type: path
   bucket:
     description:
@@ -130,6 +152,16 @@ EXAMPLES = r"""
   run_once: true
   register: stored
 
+- name: Continue the history of the stored runs on a controller that starts empty (before the report is written)
+  upkeep.runbooks.s3_report:
+    state: fetched
+    cadence: daily
+    dest: /var/lib/upkeep/reports
+    bucket: acme-ops-reports
+    environment: production
+  delegate_to: localhost
+  run_once: true
+
 - name: An S3-compatible endpoint with a private CA, read back in full
   upkeep.runbooks.s3_report:
     path: /var/lib/upkeep/reports/weekly/20261206T040000Z
@@ -151,7 +183,7 @@ bucket:
   sample: acme-ops-reports
 remote_prefix:
   description: Key prefix of the run's objects.
-  returned: when the local report could be read
+  returned: with O(state=present), when the local report could be read
   type: str
   sample: reports/production/daily/20261202T013000Z/
 url:
@@ -191,9 +223,12 @@ objects:
   type: dict
   sample: {"report.json": {"key": "reports/production/daily/20261202T013000Z/report.json", "size": 5120,
            "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}
-skipped:
-  description: Files that were not copied, with the reason (a history that does not exist yet).
-  returned: always
+left_out:
+  description:
+    - Files that were not copied, with the reason (a history that does not exist yet).
+    - Not called C(skipped), which Ansible reserves in task results (a task result with it ignores
+      C(changed_when) and C(failed_when)).
+  returned: with O(state=present)
   type: list
   elements: str
   sample: []
@@ -221,9 +256,34 @@ verified:
   sample: metadata
 local_dir:
   description: The local report directory, which the module never changes; also named in every failure message.
-  returned: always
+  returned: with O(state=present)
   type: str
   sample: /var/lib/upkeep/reports/daily/20261202T013000Z
+history:
+  description: With O(state=fetched), the local history file.
+  returned: with O(state=fetched)
+  type: str
+  sample: /runner/project/reports/daily/history.json
+fetched:
+  description: With O(state=fetched), whether the stored history was brought (would be, in check mode).
+  returned: with O(state=fetched)
+  type: bool
+  sample: true
+source:
+  description: With O(state=fetched), the C(s3://) URL of the stored history, or null when there is none.
+  returned: with O(state=fetched)
+  type: str
+  sample: s3://acme-ops-reports/reports/production/daily/20261202T013000Z/history.json
+runs:
+  description: With O(state=fetched), the number of runs in the fetched history.
+  returned: with O(state=fetched), when a history was fetched outside check mode
+  type: int
+  sample: 57
+reason:
+  description: With O(state=fetched), why nothing was fetched.
+  returned: with O(state=fetched), when nothing was fetched
+  type: str
+  sample: a local history exists
 duration_seconds:
   description: Wall time of the operation.
   returned: always
@@ -239,9 +299,11 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.upkeep.runbooks.plugins.module_utils import _history  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _manifest  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._failure import Failure  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._files import fsync_dir  # noqa: E402
 
 REPORT_FILES = (("report.json", "application/json"), ("report.html", "text/html; charset=utf-8"))
 HISTORY_NAME = "history.json"
@@ -308,11 +370,11 @@ def _cause(exc, s3, bucket, key, params):
     return _s3.describe_error(exc, _s3.endpoint_of(s3), bucket, key, secrets=_s3.secrets_of(params))
 
 
-def _read_latest(s3, params, key):
-    """The run the pointer names now, or None when there is no (readable) pointer."""
+def _read_pointer(s3, params, key):
+    """The ``latest.json`` document, or None when there is no (readable) pointer."""
     try:
         raw, _recorded = _s3.get_bytes(s3, params["bucket"], key)
-    except Exception as exc:  # noqa: BLE001 - mapped below
+    except Exception as exc:  # noqa: BLE001 - mapped by the caller
         if _s3.is_not_found(exc):
             return None
         raise
@@ -320,8 +382,71 @@ def _read_latest(s3, params, key):
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
-    run = data.get("run") if isinstance(data, dict) else None
-    return run if isinstance(run, str) and RUN_RE.match(run) else None
+    if not isinstance(data, dict) or not isinstance(data.get("run"), str) or not RUN_RE.match(data["run"]):
+        return None
+    return data
+
+
+def _read_latest(s3, params, key):
+    """The run the pointer names now, or None when there is no (readable) pointer."""
+    data = _read_pointer(s3, params, key)
+    return data["run"] if data else None
+
+
+def run_fetched(module, s3, params):
+    """Bring the newest stored history to <dest>/<cadence>/history.json unless a local one exists."""
+    bucket = params["bucket"]
+    cadence = params["cadence"]
+    dest = os.path.abspath(params["dest"])
+    cadence_dir = os.path.join(dest, cadence)
+    local = _history.history_path(dest, cadence)
+    base = _s3.join_key(params["prefix"], params["environment"], cadence)
+    latest_key = _s3.join_key(base, LATEST_NAME)
+    result = dict(cadence=cadence, history=local, fetched=False, source=None, latest_key=latest_key)
+    where = "Failed to fetch the %s history from %s" % (cadence, _s3.url(bucket, base + "/"))
+    if os.path.exists(local):
+        result.update(changed=False, reason="a local history exists")
+        return result
+    try:
+        pointer = _read_pointer(s3, params, latest_key)
+    except Exception as exc:  # noqa: BLE001 - mapped to a message
+        raise Failure("%s: %s" % (where, _cause(exc, s3, bucket, latest_key, params))) from None
+    entry = ((pointer or {}).get("objects") or {}).get(HISTORY_NAME)
+    if not isinstance(entry, dict) or not str(entry.get("key", "")).startswith(base + "/") \
+            or not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str):
+        result.update(changed=False, reason="no stored run with a history" if pointer is None or entry is None
+                      else "%s names no usable history" % _s3.url(bucket, latest_key))
+        return result
+    key = entry["key"]
+    result["source"] = _s3.url(bucket, key)
+    if module.check_mode:
+        result.update(changed=True, fetched=True)
+        return result
+    temp = "%s.fetch-%d" % (local, os.getpid())
+    try:
+        os.makedirs(cadence_dir, mode=0o750, exist_ok=True)
+        with _history.Locked(cadence_dir):
+            if os.path.exists(local):  # another run wrote one meanwhile: it wins
+                result.update(changed=False, reason="a local history exists")
+                return result
+            if os.path.lexists(temp):
+                os.unlink(temp)
+            _s3.download_verified(s3, bucket, key, temp, sha256=entry["sha256"], size=entry["size"])
+            doc, problem = _history.load(temp, cadence)
+            if problem:
+                raise Failure("%s: the stored history %s %s" % (where, result["source"], problem))
+            os.chmod(temp, _history.FILE_MODE)
+            os.link(temp, local)  # never replaces a history that appeared after the check
+            fsync_dir(cadence_dir)
+    except Failure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to a message
+        raise Failure("%s: %s" % (where, _cause(exc, s3, bucket, key, params))) from None
+    finally:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+    result.update(changed=True, fetched=True, runs=len(doc["runs"]))
+    return result
 
 
 def run(module, s3, params, local_dir):
@@ -334,7 +459,7 @@ def run(module, s3, params, local_dir):
         item["key"] = remote_prefix + item["name"]
     latest_key = _s3.join_key(base, LATEST_NAME)
     result = dict(remote_prefix=remote_prefix, url=_s3.url(bucket, remote_prefix), cadence=cadence, run=run_name,
-                  skipped=skipped, objects=dict((i["name"], {"key": i["key"], "size": i["size"],
+                  left_out=skipped, objects=dict((i["name"], {"key": i["key"], "size": i["size"],
                                                              "sha256": i["sha256"]}) for i in items))
     where = "Failed to upload report %s to %s" % (local_dir, _s3.url(bucket, remote_prefix))
     current = None
@@ -416,7 +541,10 @@ def run(module, s3, params, local_dir):
 def main():
     argument_spec = _s3.s3_common_argument_spec()
     argument_spec.update(
-        path=dict(type="path", required=True),
+        state=dict(type="str", default="present", choices=["present", "fetched"]),
+        path=dict(type="path"),
+        cadence=dict(type="str"),
+        dest=dict(type="path"),
         history=dict(type="path"),
         bucket=dict(type="str", required=True),
         prefix=dict(type="str", default="reports"),
@@ -427,30 +555,42 @@ def main():
         verify=dict(type="str", default="metadata", choices=["metadata", "full"]),
         latest=dict(type="bool", default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[("state", "present", ["path"]), ("state", "fetched", ["cadence", "dest"])])
     params = module.params
     started = time.monotonic()
-    local_dir = os.path.abspath(params["path"])
-    base = dict(changed=False, bucket=params["bucket"], keys=[], present=[], skipped=[], bytes=0, verified=None,
-                local_dir=local_dir)
+    if params["state"] == "fetched":
+        local_dir = None
+        base = dict(changed=False, bucket=params["bucket"], keys=[], present=[], bytes=0, verified=None)
+        what = "Failed to fetch the %s history" % params["cadence"]
+    else:
+        local_dir = os.path.abspath(params["path"])
+        base = dict(changed=False, bucket=params["bucket"], keys=[], present=[], left_out=[], bytes=0,
+                    verified=None, local_dir=local_dir)
+        what = "Failed to upload report %s" % local_dir
     problem = None
+    if params["state"] == "fetched" and not CADENCE_RE.match(params["cadence"] or ""):
+        problem = "cadence must contain only a-z, 0-9, '_' and '-', got %r" % params["cadence"]
     if not ENVIRONMENT_RE.match(params["environment"] or ""):
         problem = "environment must contain only letters, digits, '.', '_' and '-', got %r" % params["environment"]
     if params["kms_key_id"] and params["encryption"] != "aws:kms":
         problem = "kms_key_id is only used with encryption=aws:kms"
     if problem:
-        module.fail_json(msg="Failed to upload report %s: %s" % (local_dir, problem), **base)
+        module.fail_json(msg="%s: %s" % (what, problem), **base)
     _s3.ensure_boto3(module)
     try:
         s3 = _s3.client(params)
-        result = run(module, s3, params, local_dir)
+        if params["state"] == "fetched":
+            result = run_fetched(module, s3, params)
+        else:
+            result = run(module, s3, params, local_dir)
     except Failure as exc:
         out = dict(base)
         out.update(exc.extra)
         out["duration_seconds"] = round(time.monotonic() - started, 3)
         module.fail_json(msg=exc.msg, **out)
     except _s3.S3Error as exc:
-        module.fail_json(msg="Failed to upload report %s: %s" % (local_dir, exc.message),
+        module.fail_json(msg="%s: %s" % (what, exc.message),
                          duration_seconds=round(time.monotonic() - started, 3), **base)
     out = dict(base)
     out.update(result)

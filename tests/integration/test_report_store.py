@@ -114,6 +114,44 @@ def test_report_lands_verified_with_latest_pointer(s3_server, s3_bucket, env, tm
     assert len(json.loads(body(remote[run1 + "history.json"]))["runs"]) == 1
 
 
+def test_history_continues_from_the_store(s3_server, s3_bucket, env, tmp_path):
+    args = {"state": "fetched", "cadence": "daily", "dest": str(tmp_path / "fresh"), "bucket": s3_bucket,
+            "environment": "production"}
+    nothing = run_module("s3_report", args, env=env)
+    assert not nothing.failed and nothing["fetched"] is False and nothing["reason"] == "no stored run with a history"
+
+    dest = tmp_path / "reports"
+    write_report(dest, "2026-12-01T01:30:00Z")
+    second = write_report(dest, "2026-12-02T01:30:00Z")
+    for report in (write_report(tmp_path / "other", "2026-11-30T01:30:00Z"), second):
+        assert not run_module("s3_report", store_args(report, s3_bucket), env=env).failed
+    source = "s3://%s/reports/production/daily/20261202T013000Z/history.json" % s3_bucket
+
+    planned = run_module("s3_report", args, env=env, check_mode=True)
+    assert planned["fetched"] is True and planned["source"] == source, planned
+    assert not (tmp_path / "fresh").exists()
+
+    fetched = run_module("s3_report", args, env=env)
+    assert not fetched.failed and fetched["fetched"] is True and fetched["runs"] == 2, fetched
+    local = tmp_path / "fresh" / "daily" / "history.json"
+    assert local.read_bytes() == Path(second["history"]["path"]).read_bytes()
+    assert oct(local.stat().st_mode & 0o777) == "0o640"
+    assert sorted(p.name for p in local.parent.iterdir()) == ["history.json", "history.lock"]
+
+    # The next report on the fresh controller continues the history: it knows the run before it.
+    third = write_report(tmp_path / "fresh", "2026-12-03T01:30:00Z")
+    assert third["history"]["runs"] == 3 and third["changes"]["previous_at"] == "2026-12-02T01:30:00Z", third
+
+    kept = run_module("s3_report", args, env=env)
+    assert kept["fetched"] is False and kept["reason"] == "a local history exists"
+    assert json.loads(local.read_text())["runs"][-1]["generated_at"] == "2026-12-03T01:30:00Z"
+
+    dead = run_module("s3_report", dict(args, dest=str(tmp_path / "dead")),
+                      env=dict(env, AWS_ENDPOINT_URL="http://127.0.0.1:%d" % free_port()))
+    assert dead.failed and dead["msg"].startswith("Failed to fetch the daily history from s3://"), dead["msg"]
+    assert "connection refused" in dead["msg"] and not (tmp_path / "dead").exists()
+
+
 def test_report_is_written_once(s3_server, s3_bucket, env, tmp_path):
     report = write_report(tmp_path / "reports", "2026-12-01T01:30:00Z")
     key = "reports/production/daily/20261201T013000Z/report.json"
@@ -181,6 +219,17 @@ def test_report_role_stores_the_report_and_names_the_awx_job(s3_server, s3_bucke
     assert stored == json.loads((run_dir / "report.json").read_text())
     assert stored["run"]["awx_job_id"] == 4711 and stored["run"]["awx_job_template_name"] == "upkeep daily"
     assert "Stored: s3://%s/%s" % (s3_bucket, prefix) in proc.stdout
+
+    # A fresh controller (a new AWX job container) continues the history kept in the store.
+    fresh = tmp_path / "fresh-reports"
+    again = run_role(tmp_path, dict(common, report_dir=str(fresh)), env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    said = " ".join(again.stdout.split())  # the YAML callback wraps long messages
+    assert "History continued from s3://%s/%shistory.json (1 runs)" % (s3_bucket, prefix) in said
+    assert "changed=0" in again.stdout.splitlines()[-2], "storing the report is bookkeeping, not a change"
+    (fresh_run,) = [p for p in (fresh / "daily").iterdir() if p.is_dir() and not p.is_symlink()]
+    continued = json.loads((fresh_run / "report.json").read_text())
+    assert continued["changes"]["previous_at"] == stored["generated_at"], continued["changes"]
 
     # The endpoint goes away: the run fails at the upload, naming the local report, which is there.
     dead = dict(common, report_s3_endpoint_url="http://127.0.0.1:%d" % free_port())
