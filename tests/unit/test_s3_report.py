@@ -59,3 +59,24 @@ def test_missing_report_json_is_named(tmp_path):
 ])
 def test_run_order(older, newer):
     assert s3_report._run_order(older) < s3_report._run_order(newer)
+
+
+@pytest.mark.parametrize("args, expected", [
+    ({"state": "fetched", "dest": "/r"}, "state is fetched but all of the following are missing: cadence"),
+    ({"state": "fetched", "cadence": "../x", "dest": "/r"}, "cadence must contain only a-z"),
+    ({"state": "present"}, "state is present but all of the following are missing: path"),
+])
+def test_fetched_argument_errors(args, expected):
+    with mock.patch.object(_s3, "client") as make_client:
+        res = run_module_main(s3_report, dict(args, bucket="b", environment="production"))
+    assert res.failed and expected in res["msg"], res["msg"]
+    make_client.assert_not_called()
+
+
+def test_result_never_carries_a_skipped_key(tmp_path):
+    """Ansible reads 'skipped' in a task result as the task's own state and then ignores changed_when/failed_when."""
+    path = report_dir(tmp_path)
+    with mock.patch.object(_s3, "client"):
+        res = run_module_main(s3_report, {"path": str(path), "bucket": "b", "environment": "prod",
+                                          "kms_key_id": "alias/k"})
+    assert res.failed and "skipped" not in res and "left_out" in res
