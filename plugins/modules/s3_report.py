@@ -458,9 +458,9 @@ def run(module, s3, params, local_dir):
     for item in items:
         item["key"] = remote_prefix + item["name"]
     latest_key = _s3.join_key(base, LATEST_NAME)
+    objects = dict((i["name"], {"key": i["key"], "size": i["size"], "sha256": i["sha256"]}) for i in items)
     result = dict(remote_prefix=remote_prefix, url=_s3.url(bucket, remote_prefix), cadence=cadence, run=run_name,
-                  left_out=skipped, objects=dict((i["name"], {"key": i["key"], "size": i["size"],
-                                                             "sha256": i["sha256"]}) for i in items))
+                  left_out=skipped, objects=objects)
     where = "Failed to upload report %s to %s" % (local_dir, _s3.url(bucket, remote_prefix))
     current = None
     try:
@@ -528,8 +528,9 @@ def run(module, s3, params, local_dir):
         raise Failure("%s: %s (%s); the local report is kept" % (where, exc.message, exc.key),
                       local_dir=local_dir, keys=exc.uploaded) from None
     except Exception as exc:  # noqa: BLE001 - mapped to a message
-        raise Failure("%s: %s (%s); the local report is kept" % (where, _cause(exc, s3, bucket, current, params),
-                                                                  current), local_dir=local_dir) from None
+        cause = _cause(exc, s3, bucket, current, params)
+        raise Failure("%s: %s (%s); the local report is kept" % (where, cause, current),
+                      local_dir=local_dir) from None
     result.update(changed=bool(planned), bytes=nbytes, verified=params["verify"])
     if params["latest"]:
         result["latest_updated"] = move_latest
