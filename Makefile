@@ -99,7 +99,7 @@ molecule: deps venv  ## Molecule scenarios on the lab image
 	$(BIN)/molecule test --all
 
 .PHONY: test
-test: lint sanity unit integration molecule  ## Everything CI runs
+test: lint sanity unit ee integration molecule  ## Everything CI runs (ee: the AWX-style runs use the image)
 
 .PHONY: bench
 bench: deps venv  ## Benchmarks (ratios against a named baseline)
@@ -108,3 +108,9 @@ bench: deps venv  ## Benchmarks (ratios against a named baseline)
 .PHONY: build
 build: venv  ## Build the collection tarball
 	$(BIN)/ansible-galaxy collection build --force
+
+# The execution environment for AWX: ansible-builder on a base made from the lab's debootstrap
+# image, with the collection from the tarball above. Rebuilt only when an input changed.
+.PHONY: ee
+ee: deps build  ## Build the execution environment image (localhost/upkeep-runbooks-ee)
+	ee/build.sh
