@@ -18,7 +18,7 @@ description:
     manifests and their ages.
   - Only complete backups are listed (a valid manifest exists). Unfinished work is reported apart, in
     RV(partials); directories or prefixes with an unreadable or invalid manifest are reported in
-    RV(unreadable) (not C(skipped): Ansible takes a result with a non-empty C(skipped) key for a skipped task).
+    RV(unreadable), not C(skipped), since Ansible takes a result with a non-empty C(skipped) key for a skipped task.
   - With O(max_age_hours) it also judges freshness (the daily check that a recent backup exists), and with
     O(size_change_percent) how much the newest backup's size differs from the one before.
   - Read-only.
