@@ -723,13 +723,20 @@ class PgBackup(object):
 
     def toc_from_stream(self, dump_path, out, err_list):
         """The entry count pg_restore --list gave from the stream (see start_toc_reader)."""
+        # pg_restore first: the feeder may still be decompressing what pg_restore reads (a busy
+        # machine), and stopping it now would cut the table of contents short. Once pg_restore
+        # has exited the feeder ends by itself, at the end of its input or on a broken pipe
+        # (not an error); only one that still hangs on is stopped.
         code = None
         for name, proc, _err in self.toc_procs:
             if name == "pg_restore":
                 code = proc.wait()
-            else:
-                # It stops with a broken pipe once pg_restore has what it needs: not an error.
-                pg_tools.kill_process(proc, grace=1)
+        for name, proc, _err in self.toc_procs:
+            if name != "pg_restore":
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pg_tools.kill_process(proc, grace=1)
         self.toc_procs = []
         errors, lines = _read_stderr(err_list)
         if code != 0 or errors:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,36 @@ def test_table_of_contents_reader_failing_on_the_stream(bulk, tmp_path):
     assert "Traceback" not in res.output
     assert_nothing_valid(backups)
     assert_rerun_recovers(bulk, backups, compression="zstd")
+
+
+SLOW_UNZSTD = """\
+#!/bin/bash
+# zstd whose decompressing run starts late, as on a busy machine; compressing runs are untouched
+if [ "$1" = "-dcq" ]; then sleep 3; fi
+exec %(real)s "$@"
+"""
+
+
+def test_slow_table_of_contents_feeder_is_waited_for(pg_cluster, tmp_path):
+    """The stream's ``zstd -dc | pg_restore --list`` gets the whole table of contents even when
+    its decompressor is still busy after the dump ended (it used to be stopped one second after
+    the dump, which cut the table of contents short on a loaded machine). The dump is small, so
+    all of it fits in the pipe to the sleeping decompressor and the dump ends first."""
+    database = "slowtoc"
+    pg_cluster.execute("CREATE DATABASE %s" % database)
+    pg_cluster.execute("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 100) g",
+                       dbname=database)
+    wrappers = tmp_path / "path"
+    wrappers.mkdir()
+    (wrappers / "zstd").write_text(SLOW_UNZSTD % {"real": shutil.which("zstd")})
+    (wrappers / "zstd").chmod(0o755)
+    backups = tmp_path / "backups"
+    res = backup(pg_cluster, database, backups, compression="zstd",
+                 env={"PATH": "%s:%s" % (wrappers, os.environ["PATH"])})
+    assert not res.failed, res["msg"]
+    assert res["toc_entries"] > 0
+    listed = m.list_backups(str(backups), database)
+    assert m.verify_files(res["path"], listed[0]["manifest"]) == []
 
 
 def test_row_count_failing_on_its_thread(pg_cluster, tmp_path):
