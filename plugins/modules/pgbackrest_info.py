@@ -103,6 +103,7 @@ seealso:
     description: The JSON this module reads.
     link: https://pgbackrest.org/command.html#command-info
   - name: The cumulative statistics system (pg_stat_archiver)
+    description: The archiver statistics the failure and RPO exposure checks read.
     link: https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ARCHIVER-VIEW
 """
 
