@@ -186,10 +186,12 @@ def check_data_directory(data_directory, source_id, replace):
     if sysid == source_id and marker is None:
         raise PitrError(
             "the data directory %s holds the source cluster itself (system identifier %s) and was not made by "
-            "pitr_restore: it is the primary's or a replica's data, refusing to replace it" % (data_directory, sysid)
+            "pitr_restore: it is the primary's or a replica's data, refusing to replace it (if it is what remains "
+            "of a restore that was killed, empty it by hand)" % (data_directory, sysid)
         )
     state["replaces"] = {"system_identifier": sysid, "made_by_pitr_restore": marker is not None,
-                         "restored_at": (marker or {}).get("restored_at")}
+                         "restored_at": (marker or {}).get("restored_at"),
+                         "complete": (marker or {}).get("complete", marker is not None)}
     return state
 
 
@@ -314,10 +316,11 @@ def write_settings(user, data_directory, settings):
     user.chown(path)
 
 
-def write_marker(user, data_directory, the_plan):
+def write_marker(user, data_directory, the_plan, complete=True):
     marker = {
         "version": MARKER_VERSION,
         "made_by": "upkeep.runbooks.pitr_restore",
+        "complete": complete,
         "stanza": the_plan["stanza"],
         "source_system_identifier": the_plan["source_system_identifier"],
         "backup": the_plan["backup"]["label"],
@@ -462,7 +465,13 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
     else:
         os.mkdir(data_directory, 0o700)
         user.chown(data_directory)
-    backrest.run("restore", *restore_options(the_plan, params.get("archive_mode") or "off"))
+    try:
+        backrest.run("restore", *restore_options(the_plan, params.get("archive_mode") or "off"))
+    except PgBackRestError:
+        # a half-restored directory is still this module's: mark it, so that a retry with replace=true may
+        # clear it (without the mark it would look like the source's own data and be refused)
+        write_marker(user, data_directory, the_plan, complete=False)
+        raise
     write_settings(user, data_directory, params.get("settings"))
     write_marker(user, data_directory, the_plan)
     phases["restore_seconds"] = round(clock() - started, 3)
