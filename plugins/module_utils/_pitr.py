@@ -215,6 +215,9 @@ def plan(backrest, params, proc_root="/proc"):
         raise PitrError("target_type=%s takes no target (got %r)" % (target_type, target))
     if target_type == "time":
         parse_target_time(target)
+    if os.geteuid() == 0 and not backrest.user.switches:
+        raise PitrError("the module runs as root: set os_user to the owner of the data directory (usually postgres); "
+                        "PostgreSQL refuses to run as root")
     info = backrest.info()
     backup = choose_backup(info, target_type, target, params.get("backup_set"))
     source_id, pg_version = source_system_identifier(info, backup)
@@ -476,8 +479,23 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
     write_marker(user, data_directory, the_plan)
     phases["restore_seconds"] = round(clock() - started, 3)
 
-    # start -------------------------------------------------------------------------
     server = Server(user, bindir, data_directory, params.get("superuser") or "postgres")
+    try:
+        outcome = _recover(server, the_plan, params, phases, clock, sleep)
+    except PitrError as exc:
+        if server.alive():
+            server.stop("fast")
+            raise PitrError("%s\n(the restored server was stopped; its data directory is kept for inspection)"
+                            % exc.message) from None
+        raise
+    phases["total_seconds"] = round(clock() - began, 3)
+    outcome["phases"] = phases
+    return outcome
+
+
+def _recover(server, the_plan, params, phases, clock, sleep):
+    """Start the restored server, wait for the target, promote; fills ``phases``."""
+    # start -------------------------------------------------------------------------
     started = clock()
     server.start()
     deadline = started + params["start_timeout"]
@@ -538,13 +556,11 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
     if promoted:
         point["timeline"] = int(server.query(SQL_TIMELINE)[0], 16)
     phases["promote_seconds"] = round(clock() - started, 3)
-    phases["total_seconds"] = round(clock() - began, 3)
     pid_info = server.pid_info() or {}
     return {
         "recovery_point": point,
         "target_reached": reached_target,
         "promoted": promoted,
-        "phases": phases,
         "server": {"port": pid_info.get("port"), "socket_dir": pid_info.get("socket_dir"), "pid": pid_info.get("pid"),
-                   "log": server.logfile, "bindir": bindir},
+                   "log": server.logfile, "bindir": server.bindir},
     }
