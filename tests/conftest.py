@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.vault",
     "tests.fixtures.apt_repo",
     "tests.fixtures.pgbackrest",
+    "tests.fixtures.redis",
 ]

@@ -769,6 +769,22 @@ class PgBackup(object):
         for line in _unique(warnings)[:5]:
             self.notes.append(_mask(line, self.password))
 
+    def wait_dump_and_counts(self):
+        """The counts of the counting thread once the pipeline has ended; a failed count is named
+        first: its connection exported the snapshot, so pg_dump failing to import it afterwards
+        ("invalid snapshot identifier") is the consequence, not the cause."""
+        counter, self.counter = self.counter, None
+        try:
+            counted = counter.result()
+        except BackupError as count_error:
+            try:
+                self.wait_dump()
+            except BackupError as dump_error:
+                raise BackupError("%s; then %s" % (count_error, dump_error)) from None
+            raise
+        self.wait_dump()
+        return counted
+
     def count_rows(self, tables):
         counted = []
         for table in tables:
@@ -942,9 +958,7 @@ class PgBackup(object):
                 self.counter.start()
                 streamed = self.pump(dump_path, self.toc_sink)
                 self.counter.join()
-                self.wait_dump()
-                counted = self.counter.result()
-                self.counter = None
+                counted = self.wait_dump_and_counts()
                 toc = self.toc_from_stream(dump_path, toc_out, err_list)
         if len(counted) != len(tables):  # pragma: no cover - wait_dump raised already
             raise BackupError("Failed to dump database '%s': pg_dump stopped early" % self.database)
