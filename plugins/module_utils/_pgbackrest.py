@@ -239,13 +239,18 @@ class PgBackRest:
         return match.group(1)
 
     def info(self):
-        """The stanza's entry of ``pgbackrest info --output=json`` (a dict)."""
-        proc = self.run("info", "--output=json")
+        """The stanza's entry of ``pgbackrest info --output=json`` (a dict).
+
+        Read-only commands log to the console only: run as another user than the usual one (root), a
+        log file they created would later be unwritable for the PostgreSQL OS user.
+        """
+        proc = self.run("info", "--output=json", "--log-level-file=off")
         return parse_info(proc.stdout, self.stanza)
 
     def list_archive(self, archive_id):
         """WAL file names (no path, no checksum suffix handling) in the archive of ``archive_id``."""
-        proc = self.run("repo-ls", "--recurse", "--output=json", path="archive/%s/%s" % (self.stanza, archive_id))
+        proc = self.run("repo-ls", "--recurse", "--output=json", "--log-level-file=off",
+                        path="archive/%s/%s" % (self.stanza, archive_id))
         try:
             listing = json.loads(proc.stdout or "{}")
         except ValueError:

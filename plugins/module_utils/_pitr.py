@@ -186,10 +186,12 @@ def check_data_directory(data_directory, source_id, replace):
     if sysid == source_id and marker is None:
         raise PitrError(
             "the data directory %s holds the source cluster itself (system identifier %s) and was not made by "
-            "pitr_restore: it is the primary's or a replica's data, refusing to replace it" % (data_directory, sysid)
+            "pitr_restore: it is the primary's or a replica's data, refusing to replace it (if it is what remains "
+            "of a restore that was killed, empty it by hand)" % (data_directory, sysid)
         )
     state["replaces"] = {"system_identifier": sysid, "made_by_pitr_restore": marker is not None,
-                         "restored_at": (marker or {}).get("restored_at")}
+                         "restored_at": (marker or {}).get("restored_at"),
+                         "complete": (marker or {}).get("complete", marker is not None)}
     return state
 
 
@@ -213,6 +215,9 @@ def plan(backrest, params, proc_root="/proc"):
         raise PitrError("target_type=%s takes no target (got %r)" % (target_type, target))
     if target_type == "time":
         parse_target_time(target)
+    if os.geteuid() == 0 and not backrest.user.switches:
+        raise PitrError("the module runs as root: set os_user to the owner of the data directory (usually postgres); "
+                        "PostgreSQL refuses to run as root")
     info = backrest.info()
     backup = choose_backup(info, target_type, target, params.get("backup_set"))
     source_id, pg_version = source_system_identifier(info, backup)
@@ -314,10 +319,11 @@ def write_settings(user, data_directory, settings):
     user.chown(path)
 
 
-def write_marker(user, data_directory, the_plan):
+def write_marker(user, data_directory, the_plan, complete=True):
     marker = {
         "version": MARKER_VERSION,
         "made_by": "upkeep.runbooks.pitr_restore",
+        "complete": complete,
         "stanza": the_plan["stanza"],
         "source_system_identifier": the_plan["source_system_identifier"],
         "backup": the_plan["backup"]["label"],
@@ -462,13 +468,34 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
     else:
         os.mkdir(data_directory, 0o700)
         user.chown(data_directory)
-    backrest.run("restore", *restore_options(the_plan, params.get("archive_mode") or "off"))
+    try:
+        backrest.run("restore", *restore_options(the_plan, params.get("archive_mode") or "off"))
+    except PgBackRestError:
+        # a half-restored directory is still this module's: mark it, so that a retry with replace=true may
+        # clear it (without the mark it would look like the source's own data and be refused)
+        write_marker(user, data_directory, the_plan, complete=False)
+        raise
     write_settings(user, data_directory, params.get("settings"))
     write_marker(user, data_directory, the_plan)
     phases["restore_seconds"] = round(clock() - started, 3)
 
-    # start -------------------------------------------------------------------------
     server = Server(user, bindir, data_directory, params.get("superuser") or "postgres")
+    try:
+        outcome = _recover(server, the_plan, params, phases, clock, sleep)
+    except PitrError as exc:
+        if server.alive():
+            server.stop("fast")
+            raise PitrError("%s\n(the restored server was stopped; its data directory is kept for inspection)"
+                            % exc.message) from None
+        raise
+    phases["total_seconds"] = round(clock() - began, 3)
+    outcome["phases"] = phases
+    return outcome
+
+
+def _recover(server, the_plan, params, phases, clock, sleep):
+    """Start the restored server, wait for the target, promote; fills ``phases``."""
+    # start -------------------------------------------------------------------------
     started = clock()
     server.start()
     deadline = started + params["start_timeout"]
@@ -529,13 +556,11 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
     if promoted:
         point["timeline"] = int(server.query(SQL_TIMELINE)[0], 16)
     phases["promote_seconds"] = round(clock() - started, 3)
-    phases["total_seconds"] = round(clock() - began, 3)
     pid_info = server.pid_info() or {}
     return {
         "recovery_point": point,
         "target_reached": reached_target,
         "promoted": promoted,
-        "phases": phases,
         "server": {"port": pid_info.get("port"), "socket_dir": pid_info.get("socket_dir"), "pid": pid_info.get("pid"),
-                   "log": server.logfile, "bindir": bindir},
+                   "log": server.logfile, "bindir": server.bindir},
     }

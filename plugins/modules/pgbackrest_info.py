@@ -103,6 +103,7 @@ seealso:
     description: The JSON this module reads.
     link: https://pgbackrest.org/command.html#command-info
   - name: The cumulative statistics system (pg_stat_archiver)
+    description: The archiver statistics the failure and RPO exposure checks read.
     link: https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ARCHIVER-VIEW
 """
 
@@ -504,7 +505,7 @@ def build_checks(params, facts):
                                  "there is no %s in the repository" % what.replace("newest ", "")))
             continue
         hours = round(backup["age_seconds"] / 3600.0, 2)
-        check = evaluate(name, host, hours, fail=limit, unit="h", what="%s %s age" % (what, backup["label"]))
+        check = evaluate(name, host, hours, fail=limit, unit="h", what="age of the %s %s" % (what, backup["label"]))
         checks.append(check)
     wal = facts["wal_continuity"]
     if wal is None:

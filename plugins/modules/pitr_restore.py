@@ -131,8 +131,10 @@ notes:
 seealso:
   - module: upkeep.runbooks.pgbackrest_info
   - name: pgBackRest restore command
+    description: What pgBackRest does for each recovery type and target.
     link: https://pgbackrest.org/command.html#command-restore
   - name: PostgreSQL recovery targets
+    description: recovery_target_time, recovery_target_name, recovery_target_lsn and recovery_target_action.
     link: https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIME-CONFIG-WAL-RECOVERY-TARGET
 """
 
@@ -205,7 +207,8 @@ pg_version:
   type: str
   sample: "15"
 backup:
-  description: The backup restored from (see M(upkeep.runbooks.pgbackrest_info) RV(newest_backups) for every key).
+  description:
+    - The backup restored from (the keys of the C(newest_backups) entries of M(upkeep.runbooks.pgbackrest_info)).
   returned: always
   type: dict
   sample: {"label": "20240501-010002F", "type": "full", "stopped": "2024-05-01T01:00:09Z", "wal_start":
@@ -335,19 +338,23 @@ def main():
                      % (the_plan["backup"]["label"], the_plan["repo"], the_plan["data_directory"],
                         the_plan["target"]["type"] + (" " + the_plan["target"]["value"]
                                                       if the_plan["target"]["value"] else "")))
-        module.exit_json(changed=True, notes=notes, **the_plan)
+        result = dict(the_plan)
+        result["notes"] = notes
+        module.exit_json(changed=True, **result)
     try:
         outcome = execute(backrest, the_plan, params)
     except PgBackRestError as exc:
+        failed = dict(the_plan)
+        failed["notes"] = notes
         module.fail_json(msg="Failed to restore stanza '%s' into %s: %s"
-                         % (params["stanza"], the_plan["data_directory"], exc.message),
-                         changed=True, notes=notes, **the_plan)
+                         % (params["stanza"], the_plan["data_directory"], exc.message), changed=True, **failed)
     notes.append("restored backup %s into %s and %s" % (
         the_plan["backup"]["label"], the_plan["data_directory"],
         "promoted it" if outcome["promoted"] else "left it paused in recovery at the target"))
     result = dict(the_plan)
     result.update(outcome)
-    module.exit_json(changed=True, notes=notes, **result)
+    result["notes"] = notes
+    module.exit_json(changed=True, **result)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ source's host, which the module rightly refuses otherwise).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import time
 
@@ -160,3 +161,29 @@ def test_a_missing_wal_segment_fails_the_restore_and_names_it(pgbackrest_stanza,
     finally:
         os.rename(moved, victim)
         stanza.stop_restored(stanza.base / "gap-time")
+
+
+def test_a_restore_that_fails_midway_is_marked_and_a_retry_with_replace_works(pgbackrest_stanza, history):
+    stanza = pgbackrest_stanza
+    label = history["backup"]["label"]
+    files = sorted((stanza.repo / "backup" / stanza.name / label / "pg_data" / "base").rglob("*.gz"))
+    victim = files[len(files) // 2]
+    os.chmod(victim, 0)
+    target_dir = stanza.restore_dir("midway")
+    try:
+        with source_stopped(stanza):
+            res = pitr(stanza, target_dir, backup_set=label, target_type="immediate")
+        assert res.failed
+        assert "pgbackrest restore exited" in res["msg"] and "Permission denied" in res["msg"], res["msg"]
+        marker = json.loads((target_dir / "upkeep_pitr_restore.json").read_text())
+        assert marker["complete"] is False and marker["backup"] == label
+    finally:
+        os.chmod(victim, 0o640)  # noqa: S103 - the repository file's own mode, given back
+    with source_stopped(stanza):
+        res = pitr(stanza, target_dir, backup_set=label, target_type="immediate", replace=True,
+                   settings=restore_settings(stanza, "midway"))
+    assert res.rc == 0 and not res.failed, res
+    assert res["data_directory_state"]["replaces"]["complete"] is False
+    assert res["target_reached"] is True and res["promoted"] is True
+    assert res["recovery_point"]["timeline"] == 2
+    stanza.stop_restored(target_dir)

@@ -92,7 +92,7 @@ def test_data_directory_rules(tmp_path):
     drill = _cluster_dir(tmp_path, "drill", marker=True)
     state = p.check_data_directory(str(drill), SYSID, True)
     assert state["replaces"] == {"system_identifier": SYSID, "made_by_pitr_restore": True,
-                                 "restored_at": "2024-05-02T00:00:00+00:00"}
+                                 "restored_at": "2024-05-02T00:00:00+00:00", "complete": True}
     (drill / "postmaster.pid").write_text("%d\n%s\n0\n5432\n/tmp\n" % (os.getpid(), drill))
     with pytest.raises(p.PitrError, match="is running in the data directory"):
         p.check_data_directory(str(drill), SYSID, True)

@@ -1,0 +1,123 @@
+"""The dr_drill role through ansible-playbook: a drill against a running source with a heartbeat, RTO and RPO.
+
+The source primary (pgbackrest_stanza) keeps committing a heartbeat row every 0.2 s while the drill runs.
+The play runs in its own PID namespace (``unshare --pid --mount-proc``): that is the DR host's view, where the
+source's postmaster is not a local process (on one test machine it would be, and pitr_restore rightly refuses
+a host running the source).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from tests.fixtures.postgres import free_port
+from tests.integration.module_runner import COLLECTIONS_PATH, REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+NODE_PYTHON = "/usr/bin/python3"
+NODE_PATH = str(Path(psycopg.__file__).resolve().parents[1])
+
+
+def ts(text):
+    text = text.replace(" ", "T", 1)
+    if text[-3] in "+-":
+        text += ":00"
+    return datetime.datetime.fromisoformat(text)
+
+
+class Heartbeat(threading.Thread):
+    """Commits one heartbeat row every 0.2 s on the source until stopped."""
+
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.halt = threading.Event()
+        self.errors = []
+
+    def run(self):
+        with self.cluster.connect() as conn:
+            while not self.halt.wait(0.2):
+                try:
+                    conn.execute("INSERT INTO upkeep_heartbeat DEFAULT VALUES")
+                except psycopg.Error as exc:  # the test fails on any
+                    self.errors.append(str(exc))
+
+
+def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza):
+    if shutil.which("unshare") is None or os.geteuid() != 0 or not os.access(NODE_PYTHON, os.X_OK):
+        pytest.skip("needs root, unshare and Debian's python3")
+    stanza = pgbackrest_stanza
+    cluster = stanza.cluster
+    stanza.backup("full")
+    cluster.execute("CREATE TABLE upkeep_heartbeat (id bigserial PRIMARY KEY, "
+                    "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    beat = Heartbeat(cluster)
+    beat.start()
+    sock = stanza.restore_dir("drill-sock")
+    drill_dir = stanza.base / "drill"
+    out = stanza.base / "results.json"
+    play = [{
+        "name": "drill", "hosts": "localhost", "gather_facts": False,
+        "environment": {"PYTHONPATH": NODE_PATH},
+        "roles": [{"role": "upkeep.runbooks.dr_drill", "vars": {
+            "dr_drill_source_host": "localhost",
+            "dr_drill_source_connection": {"login_unix_socket": str(cluster.socket_dir), "login_port": cluster.port,
+                                           "login_user": "postgres"},
+            "dr_drill_stanza": stanza.name,
+            "dr_drill_config": str(stanza.config),
+            "dr_drill_data_directory": str(drill_dir),
+            "dr_drill_settings": {"port": free_port(), "unix_socket_directories": str(sock)},
+            "dr_drill_heartbeat_service": False,
+            "dr_drill_wait_archive_seconds": 60,
+            "dr_drill_rto_target_seconds": 600,
+            "dr_drill_rpo_target_seconds": 60,
+        }}],
+        "post_tasks": [{"name": "Keep the results", "ansible.builtin.copy": {
+            "content": "{{ dr_drill_results | to_json }}", "dest": str(out), "mode": "0600"}}],
+    }]
+    playbook = stanza.base / "drill.yml"
+    playbook.write_text(yaml.safe_dump(play))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH), ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0")
+    try:
+        proc = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc",
+             str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+             "-e", "ansible_python_interpreter=%s" % NODE_PYTHON, "-e", "ansible_become_method=su", str(playbook)],
+            capture_output=True, text=True, env=env, cwd=str(REPO_ROOT), timeout=400, check=False)
+    finally:
+        beat.halt.set()
+        beat.join(10)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert not beat.errors, beat.errors
+    results = json.loads(out.read_text())
+    assert len(results) == 1, results
+    drill = results[0]
+    assert drill["check"] == "dr_drill" and drill["status"] == "ok", drill
+    value = drill["value"]
+    # the newest heartbeat restored is a row the source committed, at or before the declaration
+    committed = [row[0] for row in cluster.execute("SELECT at::text FROM upkeep_heartbeat ORDER BY at")]
+    assert value["newest_restored"] in committed
+    assert value["last_committed_at_declaration"] in committed
+    assert ts(value["newest_restored"]) <= ts(value["last_committed_at_declaration"]) <= ts(value["declared_at"])
+    expected_rpo = (ts(value["last_committed_at_declaration"]) - ts(value["newest_restored"])).total_seconds()
+    assert value["rpo_seconds"] == pytest.approx(expected_rpo, abs=0.001)
+    # PostgreSQL's last replayed commit is at or after the newest heartbeat's insert time
+    assert value["rpo_cross_check_seconds"] <= value["rpo_seconds"] + 0.001
+    phases = value["phases"]
+    assert value["rto_seconds"] >= phases["restore_seconds"] + phases["replay_seconds"] + phases["promote_seconds"]
+    assert value["recovery_point"]["timeline"] == 2
+    assert value["target"]["type"] == "lsn" and value["target"]["inclusive"] is False
+    assert not drill_dir.exists(), "the drill's restore must be removed afterwards"

@@ -1,0 +1,45 @@
+"""Unit tests for the dr_drill filters: RTO/RPO arithmetic, targets, segment end LSN."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.upkeep.runbooks.plugins.filter.dr_drill import dr_drill_result, wal_segment_end_lsn
+
+RESTORE = {"phases": {"restore_seconds": 2.0, "start_seconds": 0.5, "replay_seconds": 1.0, "promote_seconds": 0.2,
+                      "total_seconds": 3.7},
+           "backup": {"label": "F1"}, "target": {"type": "lsn", "value": "0/9000000", "inclusive": False},
+           "recovery_point": {"lsn": "0/9000000", "last_transaction_time": "2024-05-02T09:00:08.000500+00:00",
+                              "timeline": 2}}
+DECLARATION = {"declared_at": "2024-05-02 09:00:10.5+00", "declared_epoch": "1000.0",
+               "last_committed": "2024-05-02 09:00:10.2+00"}
+
+
+def test_segment_end_lsn():
+    assert wal_segment_end_lsn("000000010000000000000005") == "0/6000000"
+    assert wal_segment_end_lsn("0000000100000001000000FF") == "2/0"
+    assert wal_segment_end_lsn("000000010000000000000001", 64 * 1024 * 1024) == "0/8000000"
+    with pytest.raises(AnsibleFilterError):
+        wal_segment_end_lsn("00000001.history")
+
+
+def test_rpo_is_the_heartbeat_difference_and_rto_leaves_out_the_wait():
+    check = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:08+00", 1030.0, waited_seconds=4,
+                            rto_target=60, rpo_target=5)
+    assert check["status"] == "ok" and check["check"] == "dr_drill" and check["host"] == "dr1"
+    assert check["value"]["rpo_seconds"] == 2.2
+    assert check["value"]["rpo_cross_check_seconds"] == 2.2  # 2.1995 rounded
+    assert check["value"]["rto_seconds"] == 26.0
+    assert check["message"].startswith("DR drill: RTO 26.0 s, RPO 2.2 s (backup F1")
+
+
+def test_targets_missed_or_nothing_measured_fail():
+    late = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:00+00", 2000.0, rto_target=60, rpo_target=5)
+    assert late["status"] == "fail"
+    assert "RPO 10.2 s is above the target of 5 s" in late["message"]
+    assert "RTO 1000.0 s is above the target of 60 s" in late["message"]
+    lost = dr_drill_result(RESTORE, "dr1", DECLARATION, None, 1010.0)
+    assert lost["status"] == "fail" and lost["value"]["rpo_seconds"] is None
+    assert "no heartbeat of the source survived" in lost["message"]
+    with pytest.raises(AnsibleFilterError, match="no time zone"):
+        dr_drill_result(RESTORE, "dr1", dict(DECLARATION, declared_at="2024-05-02 09:00:10"), None, 1.0)
