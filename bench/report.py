@@ -70,7 +70,7 @@ def seed(dest):
 
 
 CHILD = """
-import sys, json, resource
+import sys, json
 sys.path[:0] = {paths!r}
 from report import all_results, stamp, DAYS
 from ansible_collections.upkeep.runbooks.plugins.module_utils._report import run_report
@@ -81,7 +81,11 @@ report, paths, info = run_report(results, {cadence!r}, {dest!r}, timestamp=stamp
                                  history={history!r}, capacity={capacity!r}, record=False)
 elapsed = time.perf_counter() - t
 import os
-print(json.dumps({{"seconds": elapsed, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+# VmHWM, not getrusage's ru_maxrss: Linux carries the maximum RSS over exec, so ru_maxrss
+# would include the size of the forked copy of this benchmark (with its seeded history).
+with open("/proc/self/status") as status:
+    hwm = int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+print(json.dumps({{"seconds": elapsed, "rss_kib": hwm,
                    "html_bytes": os.path.getsize(paths["html_path"]), "results": len(report["results"])}}))
 """
 
