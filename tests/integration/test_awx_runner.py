@@ -13,9 +13,12 @@ and reads back the event stream (``artifacts/<ident>/job_events``), the exit sta
 ``set_stats`` data (the ``artifact_data`` of the ``playbook_on_stats`` event). These tests do
 the same against this machine: the daily playbook on "db1" (a local PostgreSQL cluster from
 tests/fixtures/postgres.py, reached over the local connection) with the report stored in moto,
-and a playbook that would wait for terminal input, which the idle timeout must end. Both run
-once on this host and once inside the execution environment image (``make ee``) as AWX runs
-them through receptor: ``transmit | worker in the EE container | process``.
+a playbook that would wait for terminal input, which the idle timeout must end, and the
+rotate runbook, a job that changes things: one login's password rotated through the real
+OpenBao (the AppRole injected as the "upkeep Vault AppRole" credential type does) under the
+run lock, and a second job refused at once while another run holds that lock. All run on this
+host, and all but the lock refusal once more inside the execution environment image
+(``make ee``) as AWX runs them through receptor: ``transmit | worker in the EE container | process``.
 """
 
 import json
@@ -25,12 +28,14 @@ import stat
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.module_runner import COLLECTIONS_PATH, REPO_ROOT
+from tests.integration.module_runner import COLLECTIONS_PATH, REPO_ROOT, run_module
+from tests.integration.vault_pg_rotate_helpers import can_login, create_login, current, seed, unique
 
 pytestmark = pytest.mark.integration
 
@@ -329,3 +334,229 @@ def test_a_prompt_ends_the_job_at_the_idle_timeout_in_the_execution_environment(
     proc, artifacts, events = run_job_in_ee(root, "playbooks/asks.yml", "4713", image)
     assert (artifacts / "status").read_text() == "timeout", proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not [e for e in events if e["event"] == "runner_on_ok" and "went on" in json.dumps(e["event_data"])]
+
+
+# --- the rotate runbook: a job that changes things --------------------------------------------
+
+ROTATE_TEMPLATE = "upkeep rotate"
+
+
+@pytest.fixture(scope="module")
+def rotate_approle(vault_server):
+    """(role_id, secret_id) of an AppRole with the rotation policy, as the "upkeep Vault AppRole" credential holds."""
+    vault_server.ensure_ready()
+    role_id, secret_id = "role-" + uuid.uuid4().hex, "sid-" + uuid.uuid4().hex
+    vault_server.bao.define_approle("awx-" + uuid.uuid4().hex[:8], role_id, secret_id, ["rotation"])
+    return role_id, secret_id
+
+
+@pytest.fixture
+def rotated_login(pg_cluster, vault_client):
+    """A login of its own with version 1 of its secret in Vault: (user, old password, KV path)."""
+    user, old, path = unique("awx"), "old-" + unique("pw"), "awx/" + unique("db")
+    create_login(pg_cluster, user, old)
+    seed(vault_client, path, {"username": user, "password": old, "host": "db1", "dbname": "postgres"})
+    return user, old, path
+
+
+def rotate_job(root, pg_cluster, vault_server, approle, environment, login, job_id, store=None):
+    """Lay out the rotate job's private data dir; ``store``: (s3_server, bucket) to run it in the EE.
+
+    On this host the report stays in ``root/reports``. In the EE (``store`` given) the report is
+    written inside the container and also uploaded to the report store, as AWX jobs do.
+
+    Hosts: only db1 (postgres_primary, the test cluster over the local connection). The
+    inventory has no ``app`` group, so rotate.yml's rollout play (hosts ``upkeep_rotation_app_hosts``,
+    default ``app``) matches no host and restarts nothing: this job rotates the login in
+    PostgreSQL and Vault, takes and gives back the run lock, and writes the report.
+    """
+    user, _old, path = login
+    work = "/runner" if store else str(root)
+    groups = {
+        "all": {"children": ["postgres"], "vars": {
+            "upkeep_environment": environment,
+            # As inventories/production/group_vars/all.yml: the address in the inventory, the
+            # AppRole from what the "upkeep Vault AppRole" credential injects.
+            "upkeep_vault_connection": {
+                "url": vault_server.url, "auth_method": "approle",
+                "role_id": "{{ lookup('ansible.builtin.env', 'VAULT_ROLE_ID') }}",
+                "secret_id": "{{ lookup('ansible.builtin.env', 'VAULT_SECRET_ID') }}"}}},
+        "postgres": {"children": ["postgres_primary"]},
+        "postgres_primary": {"hosts": ["db1"]},
+    }
+    db1 = {
+        "ansible_connection": "local", "upkeep_postgres_role": "primary",
+        "upkeep_postgres_connection": {"login_host": pg_cluster.host, "login_port": pg_cluster.port,
+                                       "login_user": "postgres"},
+        # The test cluster is reached over TCP with PGPASSWORD, not as the postgres OS user.
+        "credential_rotation_become_user": "",
+        "credential_rotation_database_secrets": [
+            {"path": path, "strategy": "single", "username": user, "test_host": pg_cluster.host,
+             "test_port": pg_cluster.port, "test_timeout": 20}],
+    }
+    if store:
+        # The EE runs jobs as uid 1000 without sudo: no privilege escalation on the local "host".
+        db1.update(ansible_python_interpreter="/usr/bin/python3", ansible_become=False)
+    else:
+        db1.update(ansible_python_interpreter=sys.executable)
+    extravars = dict(awx_extravars(job_id, ROTATE_TEMPLATE), awx_job_launch_type="manual",
+                     tower_job_launch_type="manual", awx_user_name="alice", tower_user_name="alice",
+                     upkeep_report_dir=work + "/reports")
+    if store:
+        s3_server, bucket = store
+        extravars.update(report_s3_enabled=True, report_s3_bucket=bucket, report_s3_endpoint_url=s3_server.endpoint_url,
+                         report_s3_region=s3_server.region)
+    # The job environment: AWX's own variables and what the credentials inject (the custom
+    # "upkeep Vault AppRole" and "upkeep S3" types of controller/credential_types.yml, and a
+    # PostgreSQL password).
+    role_id, secret_id = approle
+    envvars = {
+        "JOB_ID": str(job_id), "INVENTORY_ID": "3", "PROJECT_REVISION": extravars["awx_project_revision"],
+        "AWX_HOST": "https://awx.invalid", "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+        "AWX_PRIVATE_DATA_DIR": work,
+        "VAULT_ADDR": vault_server.url, "VAULT_AUTH_METHOD": "approle",
+        "VAULT_ROLE_ID": role_id, "VAULT_SECRET_ID": secret_id,
+        "PGPASSWORD": pg_cluster.password,
+    }
+    if store:
+        envvars.update(AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key)
+        # As in daily_job: the EE's collections, not the checkout-only path of the project's ansible.cfg.
+        envvars["ANSIBLE_COLLECTIONS_PATH"] = \
+            "/runner/requirements_collections:~/.ansible/collections:/usr/share/ansible/collections"
+    playbooks = [("playbooks/%s" % name, REPO_ROOT / "playbooks" / name)
+                 for name in ("rotate.yml", "run_lock_acquire.yml", "run_lock_release.yml")]
+    private_data_dir(root, playbooks, extravars, envvars, groups, {"db1": db1})
+
+
+def job_output(artifacts, events, root):
+    """What AWX shows or keeps of a job: ``all_text`` plus every other artifact and the report dir.
+
+    Runner's ``command`` artifact (the job environment, see ``all_text``) and ``env/`` of the
+    private data dir (AWX writes the credentials there for the run) are left out.
+    """
+    extra = [p.read_text(errors="replace") for p in artifacts.rglob("*")
+             if p.is_file() and p.name != "command" and "job_events" not in p.parts]
+    return "\n".join([all_text(artifacts, events, *[d for d in (root / "reports",) if d.exists()])] + extra)
+
+
+def lock_versions(client, name):
+    """Every version of the run lock's record, oldest first."""
+    meta = client.secrets.kv.v2.read_secret_metadata(path="upkeep/locks/" + name, mount_point="secret")["data"]
+    return [client.secrets.kv.v2.read_secret_version(path="upkeep/locks/" + name, version=v, mount_point="secret",
+                                                     raise_on_deleted_version=True)["data"]["data"]
+            for v in range(1, int(meta["current_version"]) + 1)]
+
+
+def check_rotate(proc, artifacts, events, pg_cluster, vault_client, approle, environment, login, job_id):
+    """What the rotate job must have done; returns (the report's summary, the secrets that must not show)."""
+    user, old, path = login
+    stdout = (artifacts / "stdout").read_text(errors="replace") if (artifacts / "stdout").exists() else ""
+    assert (artifacts / "status").read_text() == "successful", stdout[-6000:] + proc.stderr[-2000:]
+    assert (artifacts / "rc").read_text() == "0" and proc.returncode == 0
+    failed = [e for e in events if e["event"] in ("runner_on_failed", "runner_on_unreachable")
+              and not e["event_data"].get("ignore_errors")]
+    assert failed == [], [(e["event_data"].get("task"), e["event_data"].get("res", {}).get("msg")) for e in failed]
+
+    # The login's password changed: Vault's current version logs in, the old password is refused.
+    version, data = current(vault_client, path)
+    new = data["password"]
+    assert version == 2 and new != old and data["username"] == user
+    assert can_login(pg_cluster, user, new)
+    assert not can_login(pg_cluster, user, old)
+
+    # The run lock was taken by this job and given back (two versions of the record in Vault KV).
+    taken, released = lock_versions(vault_client, environment)
+    assert taken["state"] == "held" and taken["run_id"] == "awx-%d" % job_id, taken
+    assert taken["holder"] == "AWX job %d (upkeep rotate) by alice" % job_id, taken
+    assert released["state"] == "released" and released["run_id"] == taken["run_id"] and released.get("released_at")
+
+    # The summary of the report arrives as the job's artifact data.
+    (stats,) = [e for e in events if e["event"] == "playbook_on_stats"]
+    summary = stats["event_data"]["artifact_data"]["upkeep_report"]
+    assert summary["cadence"] == "rotate" and summary["fail"] == 0, summary
+    assert user in json.dumps(events), "the events are this job's"
+    return stats["event_data"]["artifact_data"], (old, new, approle[1], pg_cluster.password)
+
+
+def check_rotate_report(report, path, job_id):
+    checks = dict((r["check"], r) for r in report["results"])
+    rotated = checks["credential_rotation_rotate:" + path]
+    assert rotated["status"] == "ok" and rotated["value"]["rotated"] and rotated["value"]["kv_version"] == 2
+    assert report["run"]["awx_job_id"] == job_id
+
+
+def test_rotate_as_an_awx_job(pg_cluster, vault_server, vault_client, rotate_approle, rotated_login, tmp_path):
+    environment = "lab-" + uuid.uuid4().hex[:8]
+    root = tmp_path / "awx_4721_pdd"
+    rotate_job(root, pg_cluster, vault_server, rotate_approle, environment, rotated_login, 4721)
+    proc, artifacts, events = run_job(root, "playbooks/rotate.yml", "4721")
+    artifact_data, secrets = check_rotate(proc, artifacts, events, pg_cluster, vault_client, rotate_approle,
+                                          environment, rotated_login, 4721)
+    json_path = Path(artifact_data["upkeep_report"]["json_path"])
+    assert json_path.is_relative_to(root / "reports")
+    check_rotate_report(json.loads(json_path.read_text()), rotated_login[2], 4721)
+
+    text = job_output(artifacts, events, root)
+    for secret in secrets:
+        assert secret not in text, "a secret reached the job's output"
+
+
+def test_rotate_as_an_awx_job_in_the_execution_environment(pg_cluster, vault_server, vault_client, rotate_approle,
+                                                           rotated_login, s3_server, s3_bucket, tmp_path):
+    image = ee_image()
+    environment = "lab-" + uuid.uuid4().hex[:8]
+    root = tmp_path / "awx_4723_ee_pdd"
+    rotate_job(root, pg_cluster, vault_server, rotate_approle, environment, rotated_login, 4723,
+               store=(s3_server, s3_bucket))
+    proc, artifacts, events = run_job_in_ee(root, "playbooks/rotate.yml", "4723", image)
+    artifact_data, secrets = check_rotate(proc, artifacts, events, pg_cluster, vault_client, rotate_approle,
+                                          environment, rotated_login, 4723)
+    # The local report went with the container; the report store kept it.
+    assert artifact_data["upkeep_report"]["json_path"].startswith("/runner/reports/rotate/")
+    store = artifact_data["upkeep_report_s3"]
+    assert store["url"].startswith("s3://%s/reports/%s/rotate/" % (s3_bucket, environment)), store
+    client = s3_server.client()
+    stored = [client.get_object(Bucket=s3_bucket, Key=store["prefix"] + name)["Body"].read().decode()
+              for name in ("report.json", "report.html")]
+    check_rotate_report(json.loads(stored[0]), rotated_login[2], 4723)
+    assert "/usr/share/ansible/collections/ansible_collections/upkeep/runbooks" in json.dumps(events)
+
+    text = "\n".join([job_output(artifacts, events, root)] + stored)
+    for secret in secrets + (s3_server.secret_key,):
+        assert secret not in text, "a secret reached the job's output"
+
+
+def test_rotate_job_fails_at_once_while_another_run_holds_the_lock(pg_cluster, vault_server, vault_client,
+                                                                   rotate_approle, rotated_login, tmp_path):
+    user, old, path = rotated_login
+    environment = "lab-" + uuid.uuid4().hex[:8]
+    holder = run_module("run_lock", {"url": vault_server.url, "token": vault_server.token, "name": environment,
+                                     "holder": "AWX job 99 (upkeep patch) by bob", "run_id": "awx-99"})
+    assert not holder.failed, holder
+    root = tmp_path / "awx_4722_pdd"
+    rotate_job(root, pg_cluster, vault_server, rotate_approle, environment, rotated_login, 4722)
+    proc, artifacts, events = run_job(root, "playbooks/rotate.yml", "4722")
+    stdout = (artifacts / "stdout").read_text(errors="replace")
+    # Failed (not ended by the idle or job timeout), naming the run that holds the lock.
+    assert (artifacts / "status").read_text() == "failed", stdout[-6000:] + proc.stderr[-2000:]
+    assert proc.returncode != 0
+    (refused,) = [e for e in events if e["event"] == "runner_on_failed"]
+    assert refused["event_data"]["task"] == "Take the run lock of the environment"
+    assert refused["event_data"]["res"]["msg"].startswith(
+        "Failed to acquire run lock %s: held by AWX job 99 (upkeep patch) by bob (run awx-99)" % environment)
+    assert "AWX job 99 (upkeep patch) by bob" in stdout
+
+    # Nothing changed: no task ran on db1, the password and Vault are as before, the lock is the holder's.
+    assert not [e for e in events if e["event_data"].get("host") == "db1"]
+    version, data = current(vault_client, path)
+    assert version == 1 and data["password"] == old
+    assert vault_client.secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")["data"][
+        "current_version"] == 1
+    assert can_login(pg_cluster, user, old)
+    (record,) = lock_versions(vault_client, environment)
+    assert record["state"] == "held" and record["run_id"] == "awx-99"
+
+    text = job_output(artifacts, events, root)
+    for secret in (old, rotate_approle[1], pg_cluster.password):
+        assert secret not in text, "a secret reached the job's output"
