@@ -4,6 +4,10 @@ The source primary (pgbackrest_stanza) keeps committing a heartbeat row every 0.
 The play runs in its own PID namespace (``unshare --pid --mount-proc``): that is the DR host's view, where the
 source's postmaster is not a local process (on one test machine it would be, and pitr_restore rightly refuses
 a host running the source).
+
+The sample application (lab/app) is migrated and seeded on the source before the drill; the drill checks it
+against the restored database (check --deploy, migrate --check, object counts), starts gunicorn on it and ends
+the RTO at its first healthy /healthz/ answer (a database round trip and a Redis PING).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 from tests.fixtures.postgres import free_port
 from tests.integration.module_runner import COLLECTIONS_PATH, REPO_ROOT
@@ -55,11 +60,33 @@ class Heartbeat(threading.Thread):
                     self.errors.append(str(exc))
 
 
+def seed_sample_app(cluster, workdir):
+    """The sample app's database on the source: role, migrations, seed_demo. Returns the app's env file."""
+    app = pytest.importorskip("tests.integration.test_sample_app")
+    cluster.execute(sql.SQL("CREATE ROLE sampleapp LOGIN PASSWORD {}").format(sql.Literal(app.DB_PASSWORD)))
+    cluster.execute("CREATE DATABASE sampleapp OWNER sampleapp")
+    Path(workdir).mkdir(mode=0o700)
+    redis = app.Redis(workdir).start()
+    env_file = app.write_env_file(Path(workdir) / "sampleapp.env", {
+        "SECRET_KEY": app.SECRET_KEY_1, "DB_HOST": cluster.host, "DB_PORT": str(cluster.port), "DB_NAME": "sampleapp",
+        "DB_USER": "sampleapp", "DB_PASSWORD": app.DB_PASSWORD, "DB_SSLMODE": "disable", "REDIS_URL": redis.url,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost"})
+    env = app.app_env(env_file, SEED_DEMO_PASSWORD=app.DEMO_PASSWORD)
+    app.manage(env, "migrate", "--noinput")
+    app.manage(env, "seed_demo", *app.SEED_ARGS)
+    return app, redis, env_file
+
+
 def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza):
     if shutil.which("unshare") is None or os.geteuid() != 0 or not os.access(NODE_PYTHON, os.X_OK):
         pytest.skip("needs root, unshare and Debian's python3")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not found (Debian package redis-server)")
     stanza = pgbackrest_stanza
     cluster = stanza.cluster
+    app, redis, env_file = seed_sample_app(cluster, stanza.base / "sampleapp")
+    orders = cluster.execute("SELECT count(*) FROM orders_order", dbname="sampleapp")[0][0]
+    assert orders > 0
     stanza.backup("full")
     cluster.execute("CREATE TABLE upkeep_heartbeat (id bigserial PRIMARY KEY, "
                     "at timestamptz NOT NULL DEFAULT clock_timestamp())")
@@ -83,6 +110,12 @@ def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza):
             "dr_drill_wait_archive_seconds": 60,
             "dr_drill_rto_target_seconds": 600,
             "dr_drill_rpo_target_seconds": 60,
+            "dr_drill_app_dir": str(app.APP_DIR),
+            "dr_drill_app_python": sys.executable,
+            "dr_drill_app_env_file": str(env_file),
+            "dr_drill_app_bind": "127.0.0.1:%d" % free_port(),
+            "dr_drill_app_object_counts": {"orders.Order": orders},
+            "dr_drill_app_run_dir": str(stanza.base / "app-run"),
         }}],
         "post_tasks": [{"name": "Keep the results", "ansible.builtin.copy": {
             "content": "{{ dr_drill_results | to_json }}", "dest": str(out), "mode": "0600"}}],
@@ -100,6 +133,7 @@ def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza):
     finally:
         beat.halt.set()
         beat.join(10)
+        redis.stop()
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert not beat.errors, beat.errors
     results = json.loads(out.read_text())
@@ -117,7 +151,18 @@ def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza):
     # PostgreSQL's last replayed commit is at or after the newest heartbeat's insert time
     assert value["rpo_cross_check_seconds"] <= value["rpo_seconds"] + 0.001
     phases = value["phases"]
-    assert value["rto_seconds"] >= phases["restore_seconds"] + phases["replay_seconds"] + phases["promote_seconds"]
+    app_phases = ["app_deploy_check_seconds", "app_migrate_check_seconds", "app_objects_seconds",
+                  "app_start_seconds", "app_first_healthy_seconds"]
+    assert all(phases[name] >= 0 for name in app_phases), phases
+    # RTO runs from the declaration to the application's first healthy answer: it holds every phase
+    assert value["rto_seconds"] >= (phases["restore_seconds"] + phases["replay_seconds"] + phases["promote_seconds"]
+                                    + sum(phases[name] for name in app_phases))
+    application = value["application"]
+    assert application["object_counts"] == {"orders.Order": orders}
+    assert application["health"] == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert "application healthy after" in drill["message"]
+    app.assert_no_secrets(proc.stdout + proc.stderr + out.read_text())
     assert value["recovery_point"]["timeline"] == 2
     assert value["target"]["type"] == "lsn" and value["target"]["inclusive"] is False
     assert not drill_dir.exists(), "the drill's restore must be removed afterwards"
+    assert not (stanza.base / "app-run" / "gunicorn.pid").exists(), "the drill's application must be stopped"
