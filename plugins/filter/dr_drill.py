@@ -48,11 +48,12 @@ def wal_segment_end_lsn(segment, segment_size=16 * 1024 * 1024):
 
 
 def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch, waited_seconds=0,
-                    rto_target=None, rpo_target=None, kind="drill", app=None):  # noqa: PLR0913,PLR0917 - filter signature
+                    rto_target=None, rpo_target=None, kind="drill", app=None, outage=None, fail_back=None):  # noqa: PLR0913,PLR0917 - filter signature
     """The check result ``dr_drill`` of one drill: RTO and RPO measured, judged against the targets.
 
     ``app`` (optional) holds the application phases (``phases``: name to seconds) and what the application
-    checks saw; with it ``finished_epoch`` is the application's first healthy answer.
+    checks saw; with it ``finished_epoch`` is the application's first healthy answer. ``outage`` is what the
+    rehearsal's prober saw (``outage_seconds`` the user-visible outage), ``fail_back`` the fail-back steps.
     """
     if not isinstance(restore, Mapping) or "phases" not in restore:
         raise AnsibleFilterError("dr_drill_result: the input must be a pitr_restore result with phases")
@@ -84,6 +85,9 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
         "waited_for_archive_seconds": round(float(waited_seconds or 0), 3),
         "phases": dict(restore["phases"]),
         "application": None,
+        "user_outage_seconds": None,
+        "prober": None,
+        "fail_back": list(fail_back or []),
         "backup": (restore.get("backup") or {}).get("label"),
         "target": restore.get("target"),
         "recovery_point": point,
@@ -93,6 +97,15 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
             value["phases"][name] = round(float(seconds), 3)
         value["application"] = {key: item for key, item in app.items() if key != "phases"}
     problems = []
+    if outage is not None:
+        if not isinstance(outage, Mapping):
+            raise AnsibleFilterError("dr_drill_result: outage must be the prober's summary (a dict)")
+        value["prober"] = dict(outage)
+        value["user_outage_seconds"] = outage.get("outage_seconds")
+        if not outage.get("healthy_before"):
+            problems.append("the application was not healthy before the disaster")
+        if not outage.get("recovered"):
+            problems.append("the prober never saw the application healthy again")
     if last_committed is None:
         problems.append("RPO could not be measured: the source had no heartbeat at the declaration")
     elif restored_newest is None:
@@ -111,6 +124,9 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
             value["phases"][name] for name in app["phases"])
     else:
         message += "; application not checked (RTO ends at the promote)"
+    if outage is not None:
+        message += "; users saw %s s of outage (%s of %s requests failed)" % (
+            outage.get("outage_seconds"), outage.get("failed_requests"), outage.get("requests"))
     if problems:
         message += ": " + "; ".join(problems)
     return result("dr_drill", host, status, value, {"rto_seconds": rto_target, "rpo_seconds": rpo_target}, message)
