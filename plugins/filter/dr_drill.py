@@ -48,10 +48,17 @@ def wal_segment_end_lsn(segment, segment_size=16 * 1024 * 1024):
 
 
 def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch, waited_seconds=0,
-                    rto_target=None, rpo_target=None, kind="drill"):  # noqa: PLR0913,PLR0917 - filter signature
-    """The check result ``dr_drill`` of one drill: RTO and RPO measured, judged against the targets."""
+                    rto_target=None, rpo_target=None, kind="drill", app=None, outage=None, fail_back=None):  # noqa: PLR0913,PLR0917 - filter signature
+    """The check result ``dr_drill`` of one drill: RTO and RPO measured, judged against the targets.
+
+    ``app`` (optional) holds the application phases (``phases``: name to seconds) and what the application
+    checks saw; with it ``finished_epoch`` is the application's first healthy answer. ``outage`` is what the
+    rehearsal's prober saw (``outage_seconds`` the user-visible outage), ``fail_back`` the fail-back steps.
+    """
     if not isinstance(restore, Mapping) or "phases" not in restore:
         raise AnsibleFilterError("dr_drill_result: the input must be a pitr_restore result with phases")
+    if app is not None and (not isinstance(app, Mapping) or not isinstance(app.get("phases"), Mapping)):
+        raise AnsibleFilterError("dr_drill_result: app must be a dict with the application phases")
     if not isinstance(declaration, Mapping):
         raise AnsibleFilterError("dr_drill_result: declaration must be a dict")
     declared_at = _time(declaration.get("declared_at"), "declaration.declared_at")
@@ -77,11 +84,28 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
         "newest_restored": restored_newest,
         "waited_for_archive_seconds": round(float(waited_seconds or 0), 3),
         "phases": dict(restore["phases"]),
+        "application": None,
+        "user_outage_seconds": None,
+        "prober": None,
+        "fail_back": list(fail_back or []),
         "backup": (restore.get("backup") or {}).get("label"),
         "target": restore.get("target"),
         "recovery_point": point,
     }
+    if app is not None:
+        for name, seconds in app["phases"].items():
+            value["phases"][name] = round(float(seconds), 3)
+        value["application"] = {key: item for key, item in app.items() if key != "phases"}
     problems = []
+    if outage is not None:
+        if not isinstance(outage, Mapping):
+            raise AnsibleFilterError("dr_drill_result: outage must be the prober's summary (a dict)")
+        value["prober"] = dict(outage)
+        value["user_outage_seconds"] = outage.get("outage_seconds")
+        if not outage.get("healthy_before"):
+            problems.append("the application was not healthy before the disaster")
+        if not outage.get("recovered"):
+            problems.append("the prober never saw the application healthy again")
     if last_committed is None:
         problems.append("RPO could not be measured: the source had no heartbeat at the declaration")
     elif restored_newest is None:
@@ -95,6 +119,14 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
         kind, rto, "%.1f s" % rpo if rpo is not None else "unknown", value["backup"],
         restore["phases"].get("restore_seconds", 0), restore["phases"].get("replay_seconds", 0),
         restore["phases"].get("promote_seconds", 0))
+    if app is not None:
+        message += "; application healthy after %.1f s of checks and start" % sum(
+            value["phases"][name] for name in app["phases"])
+    else:
+        message += "; application not checked (RTO ends at the promote)"
+    if outage is not None:
+        message += "; users saw %s s of outage (%s of %s requests failed)" % (
+            outage.get("outage_seconds"), outage.get("failed_requests"), outage.get("requests"))
     if problems:
         message += ": " + "; ".join(problems)
     return result("dr_drill", host, status, value, {"rto_seconds": rto_target, "rpo_seconds": rpo_target}, message)

@@ -39,7 +39,7 @@ DEFAULT_POLICY = {"full_days": 35, "daily_days": 800, "weekly_days": 1900, "max_
 METRIC_FIELDS = (
     "bytes", "seconds", "restore_seconds", "percent_free", "bytes_free", "bytes_total", "lag_seconds",
     "percent_used", "size_bytes", "calls", "mean_ms", "total_ms", "count", "last_value", "max_value",
-    "rto_seconds", "rpo_seconds",
+    "rto_seconds", "rpo_seconds", "user_outage_seconds",
 )
 
 

@@ -31,6 +31,9 @@ FAMILIES = (
      re.compile(r"^(?P<label>replication_lag|replica_lag:.+?)(\.lag_seconds)?$")),
     ("slow_queries", "Slow queries", "", re.compile(r"^(?P<label>slow_quer(y|ies)(:.+)?)(\.count)?$")),
     ("connections", "Connections used", "%", re.compile(r"^(?P<label>connections)$")),
+    # DR drills (quarterly) and rehearsals (annually) on one chart: each against the earlier ones.
+    ("dr_drill", "DR drills: RTO, RPO, user-visible outage", "s",
+     re.compile(r"^dr_drill\.(?P<label>rto_seconds|rpo_seconds|user_outage_seconds)$")),
 )
 # Relative move (percent of the previous value) that "what changed" lists, per family.
 DEFAULT_CHANGE_PERCENT = 10.0

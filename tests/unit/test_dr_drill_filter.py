@@ -43,3 +43,35 @@ def test_targets_missed_or_nothing_measured_fail():
     assert "no heartbeat of the source survived" in lost["message"]
     with pytest.raises(AnsibleFilterError, match="no time zone"):
         dr_drill_result(RESTORE, "dr1", dict(DECLARATION, declared_at="2024-05-02 09:00:10"), None, 1.0)
+
+
+def test_application_phases_join_the_result_and_rto_ends_at_the_first_healthy_answer():
+    app = {"phases": {"app_deploy_check_seconds": 1.5, "app_start_seconds": "2.25"},
+           "object_counts": {"orders.Order": 400}, "health": {"status": "ok"}}
+    check = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:08+00", 1012.0, rto_target=60,
+                            rpo_target=5, app=app)
+    assert check["status"] == "ok"
+    assert check["value"]["phases"]["app_start_seconds"] == 2.25
+    assert check["value"]["phases"]["restore_seconds"] == 2.0
+    assert check["value"]["application"] == {"object_counts": {"orders.Order": 400}, "health": {"status": "ok"}}
+    assert check["value"]["rto_seconds"] == 12.0
+    assert "application healthy after 3.8 s" in check["message"]
+    plain = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:08+00", 1012.0)
+    assert plain["value"]["application"] is None and "application not checked" in plain["message"]
+    with pytest.raises(AnsibleFilterError, match="app must be a dict"):
+        dr_drill_result(RESTORE, "dr1", DECLARATION, None, 1012.0, app={"phases": None})
+
+
+def test_a_rehearsal_keeps_the_outage_the_prober_saw_and_the_fail_back_steps():
+    app = {"phases": {"app_start_seconds": 1.0}}
+    outage = {"requests": 40, "failed_requests": 9, "outage_seconds": 4.5, "healthy_before": True, "recovered": True}
+    check = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:08+00", 1012.0, rto_target=60,
+                            rpo_target=5, kind="rehearsal", app=app, outage=outage, fail_back=["one", "two"])
+    assert check["status"] == "ok"
+    assert check["value"]["user_outage_seconds"] == 4.5 and check["value"]["prober"] == outage
+    assert check["value"]["fail_back"] == ["one", "two"]
+    assert "users saw 4.5 s of outage (9 of 40 requests failed)" in check["message"]
+    never = dict(outage, recovered=False)
+    failed = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:08+00", 1012.0, kind="rehearsal",
+                             app=app, outage=never)
+    assert failed["status"] == "fail" and "never saw the application healthy again" in failed["message"]

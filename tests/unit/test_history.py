@@ -303,3 +303,28 @@ def test_random_histories_never_break_the_page(tmp_path):
     seed(tmp_path, runs)
     _report.run_report(day_results(40), "daily", str(tmp_path), timestamp=stamp(40), capacity="full")
     assert os.path.exists(tmp_path / "daily" / "latest" / "report.html")
+
+
+def drill_result(rto, rpo, outage=None, kind="drill"):
+    return result("dr_drill", "dr1", "ok", {"kind": kind, "rto_seconds": rto, "rpo_seconds": rpo,
+                                            "user_outage_seconds": outage}, {"rto_seconds": 900, "rpo_seconds": 60},
+                  "DR %s" % kind)
+
+
+def test_dr_drills_are_kept_and_shown_against_earlier_drills(tmp_path):
+    _report.run_report([drill_result(40.0, 1.5)], "quarterly", str(tmp_path), timestamp=stamp(0))
+    report, paths, info = _report.run_report([drill_result(95.0, 1.2)], "quarterly", str(tmp_path),
+                                             timestamp=stamp(90), run={"check_mode": False})
+    assert info["recorded"] and info["runs"] == 2
+    moved = {v["metric"]: v for v in report["changes"]["values"]}
+    assert moved["dr_drill.rto_seconds"]["before"] == 40.0 and moved["dr_drill.rto_seconds"]["after"] == 95.0
+    assert "dr_drill.rpo_seconds" not in moved  # 0.3 s is not news
+    # the annual rehearsal's report charts it with the quarterly drills (the histories of every cadence)
+    _report.run_report([drill_result(120.0, 2.0, outage=61.5, kind="rehearsal")], "annually", str(tmp_path),
+                       timestamp=stamp(100))
+    annual = Path(tmp_path / "annually" / "history.json").read_text()
+    assert json.loads(annual)["runs"][-1]["metrics"]["dr1"]["dr_drill.user_outage_seconds"] == 61.5
+    trends = _trends.series(json.loads(Path(_history.history_path(str(tmp_path), "quarterly")).read_text())["runs"]
+                            + json.loads(annual)["runs"])
+    assert [value for _when, value in trends["dr1"]["dr_drill"]["rto_seconds"]] == [40.0, 95.0, 120.0]
+    assert "DR drills: RTO, RPO, user-visible outage" in Path(paths["html_path"]).read_text()
