@@ -15,8 +15,9 @@ The runs follow each other in one module, as an operator's month would:
   4. inside the window: app1 first, exactly the staged versions (not the newer ones), rebooted and its
      service and health URL checked; db2 fails its health check, is rolled back, and db1 (the primary)
      is not started;
-  5. a re-run with db2 healthy converges: app1 unchanged, db2 then db1 patched, reboot reported as
-     required (not allowed on them).
+  5. db2 is healthy again, but the window reaches its cutoff before the primary's turn: db2 is
+     patched (a reboot reported as required, not allowed on it), the primary does not start;
+  6. the next night the rollout converges: only the primary changes.
 """
 
 import datetime
@@ -114,6 +115,9 @@ def inventory_for(hosts, work, health_port):
         "patching_store_dir": str(work / "promotions"),
         "patching_min_soak": "3d",
         "upkeep_report_dir": str(work / "reports"),
+        # the fixed clock, per host when a run needs the window to close mid-rollout (extra vars would
+        # override a host's own value)
+        "upkeep_window_now": "{{ test_clock[inventory_hostname] | default(test_clock['default']) }}",
     }}}
 
 
@@ -127,7 +131,8 @@ class Rollout:
         return "%sT%02d:30:00Z" % (self.today + datetime.timedelta(days=days), hour)
 
     def play(self, now, check=False, production_only=False, **extra):
-        extra = dict(upkeep_window_now=now, **extra)
+        """ansible-playbook patch.yml at `now` (or {host: now, 'default': now}); (process, report)."""
+        extra = dict(test_clock=now if isinstance(now, dict) else {"default": now}, **extra)
         if production_only:
             extra["upkeep_patch_staging_hosts"] = "no_staging_in_this_run"
         before = set(glob.glob(str(self.work / "reports" / "patch" / "*" / "*.json")))
@@ -237,15 +242,30 @@ def test_staged_rollout(rollout):
     assert not rollout.hosts["db1"].exists("/var/lib/upkeep-runbooks/apt-rollback.json")
     assert proc.returncode != 0
 
-    # 5. db2 healthy again: the re-run converges, app1 is left as it is, the replica goes before the primary
-    proc, report = rollout.play(inside, production_only=True)
+    # 5. db2 healthy again, but the window reaches its cutoff before the primary's turn (03:55, cutoff
+    #    03:50): app1 is left as it is, the replica is patched, the primary does not start
+    proc, report = rollout.play({"default": inside, "db1": rollout.at(4, 3).replace(":30:", ":55:")},
+                                production_only=True)
+    versions = rollout.versions()
+    assert versions["app1"] == versions["db2"] == STEP2 and versions["db1"] == STEP1, log(proc)
+    patched = results(report, "patching")
+    assert patched["app1"]["status"] == "ok" and patched["app1"]["value"]["state"] == "unchanged", patched["app1"]
+    assert patched["db2"]["status"] == "warn" and patched["db2"]["value"]["state"] == "patched", patched["db2"]
+    assert patched["db1"]["value"]["state"] == "not-started", patched["db1"]
+    assert "db1 not patched (left untouched): no new host may start: inside window 'nightly'" in \
+        patched["db1"]["message"]
+    assert "past its cutoff at 03:50" in patched["db1"]["message"]
+    assert not rollout.hosts["db1"].exists("/var/lib/upkeep-runbooks/apt-rollback.json")
+
+    # 6. the next night the rollout converges: only the primary changes
+    proc, report = rollout.play(rollout.at(5, 2), production_only=True)
     assert proc.returncode == 0, log(proc)
     versions = rollout.versions()
     assert versions["app1"] == versions["db2"] == versions["db1"] == STEP2
     patched = results(report, "patching")
-    assert patched["app1"]["status"] == "ok" and patched["app1"]["value"]["state"] == "unchanged", patched["app1"]
+    assert [patched[name]["value"]["state"] for name in ("app1", "db2", "db1")] == ["unchanged", "unchanged", "patched"]
     for name in ("db2", "db1"):
-        assert patched[name]["status"] == "warn" and patched[name]["value"]["state"] == "patched", patched[name]
+        assert patched[name]["status"] == "warn", patched[name]
         assert patched[name]["value"]["reboot"] is False and patched[name]["value"]["reboot_pending"] is True
     assert rollout.hosts["db2"].json("/var/lib/upkeep-runbooks/apt-rollback.json")["created_at"] < \
         rollout.hosts["db1"].json("/var/lib/upkeep-runbooks/apt-rollback.json")["created_at"]
