@@ -1,14 +1,14 @@
 """playbooks/patch.yml end to end: ansible-playbook against Debian containers and the real, signed apt repository.
 
-Four hosts (containers of the lab image, reached through the podman connection): stage1 is staging;
+Five hosts (containers of the lab image, reached through the podman connection): stage1 and stage2 are staging;
 app1 (application), db2 (replica group) and db1 (primary group) are production. PostgreSQL itself is
 not in these containers (its gates are covered where a cluster runs), so patching_postgres_role is
 empty and the database groups only give the order. The clock is fixed through upkeep_window_now, the
 window is daily 02:00-04:00 UTC with a 10 minute cutoff, the soak is 3 days.
 
 The runs follow each other in one module, as an operator's month would:
-  1. staging plans, applies and promotes; production refuses the promotion (soak not over) and
-     no production host changes;
+  1. both staging hosts plan, the plans are merged (stage2 has a package stage1 lacks), staging applies
+     and promotes; production refuses the promotion (soak not over) and no production host changes;
   2. the repository publishes newer versions; check mode outside the window changes nothing and says
      what a real run would install and that it would not start now;
   3. a real run outside the window changes nothing and says why;
@@ -69,9 +69,11 @@ def rollout(tmp_path_factory, apt_debs):
     threading.Thread(target=health.serve_forever, daemon=True).start()
     hosts = {}
     try:
-        for name in ("stage1", "app1", "db2", "db1"):
+        for name in ("stage1", "stage2", "app1", "db2", "db1"):
+            # stage2 also carries upkeep-testrm, which no other host has: the merged plan must hold it
             hosts[name] = AptHost(repo).start(
-                install=BASE, run_args=("--restart", "always") if name == "app1" else ())
+                install=BASE + (("upkeep-testrm=1.0-1",) if name == "stage2" else ()),
+                run_args=("--restart", "always") if name == "app1" else ())
         inventory = work / "hosts.yml"
         inventory.write_text(yaml.safe_dump(inventory_for(hosts, work, health.server_address[1])))
         yield Rollout(repo, hosts, inventory, work)
@@ -100,14 +102,15 @@ def inventory_for(hosts, work, health_port):
                 "patching_health_delay": 1,
                 "patching_lock_timeout": 60,
             },
-            "hosts": dict(**host("stage1"), **host("db1"), **host("db2", patching_health_url=DB2_HEALTH), **host(
+            "hosts": dict(**host("stage1"), **host("stage2"), **host("db1"),
+                          **host("db2", patching_health_url=DB2_HEALTH), **host(
                 "app1", patching_reboot=True, patching_services=["upkeep-testsvc.service"],
                 patching_health_url="http://%s:%d/healthz/" % (HEALTH_ADDRESS, health_port))),
         },
         "app": {"hosts": {"app1": None}},
         "postgres": {"children": {"postgres_primary": {"hosts": {"db1": None}},
                                   "postgres_replica": {"hosts": {"db2": None}}}},
-        "patch_staging": {"hosts": {"stage1": None}},
+        "patch_staging": {"hosts": {"stage1": None, "stage2": None}},
         # the inventory order is not the rollout's order: the playbook orders by group
         "patch_production": {"hosts": {"db1": None, "db2": None, "app1": None}},
     }, "vars": {
@@ -171,6 +174,7 @@ def test_staged_rollout(rollout):
     assert proc.returncode != 0, log(proc)
     versions = rollout.versions()
     assert versions["stage1"] == STEP2, log(proc)
+    assert versions["stage2"] == dict(STEP2, **{"upkeep-testrm": "1.1-1"})
     assert versions["app1"] == versions["db2"] == versions["db1"] == STEP1
     staged = results(report, "patching")["stage1"]
     assert staged["status"] == "warn" and staged["value"]["reboot_pending"] is True, staged
@@ -179,6 +183,11 @@ def test_staged_rollout(rollout):
     assert promotion["status"] == "ok" and promotion["value"]["passed"] is True, promotion
     records = list((rollout.work / "promotions").glob("*.json"))
     assert [path.name for path in records] == [promotion["value"]["baseline_sha256"] + ".json"]
+    record = json.loads(records[0].read_text())
+    assert record["baseline"]["host"] == "stage1,stage2" and record["run"]["planned_on"] == "stage1,stage2"
+    assert dict((pkg["name"], pkg["version"]) for pkg in record["baseline"]["packages"]) == dict(
+        ((name, version) for name, version in STEP2.items()), **{"upkeep-testrm": "1.1-1"})
+    assert sorted(entry["host"] for entry in record["hosts"] if entry["status"] == "applied") == ["stage1", "stage2"]
     refused = results(report, "patching_baseline")["app1"]
     assert refused["status"] == "fail" and "less than the soak time of 3d00h" in refused["message"], refused
     waiting = results(report, "patching")

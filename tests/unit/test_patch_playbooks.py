@@ -1,7 +1,8 @@
 """The order playbooks/patch.yml gives a rollout, and how monthly.yml and the inventories use it.
 
 tests/integration/test_patch_playbook.py runs the playbook on containers; this file pins the parts of
-its shape an innocent edit could break: the window first, staging before the promotion, production
+its shape an innocent edit could break: the window first, every staging host planning before the first
+changes, staging before the promotion, production
 application hosts, then replicas, the primary last, every rollout play one host at a time, and the
 stop of the rollout at the first failed host.
 """
@@ -32,6 +33,7 @@ def test_patch_playbook_order():
     assert [play["hosts"] for play in plays] == [
         "localhost",
         "{{ upkeep_patch_staging_hosts | default('patch_staging') }}",
+        "{{ upkeep_patch_staging_hosts | default('patch_staging') }}",
         "localhost",
         "{{ upkeep_patch_production_hosts | default('patch_production') }}:&app",
         "{{ upkeep_patch_production_hosts | default('patch_production') }}:&postgres_replica",
@@ -39,9 +41,13 @@ def test_patch_playbook_order():
         "localhost",
     ]
     assert plays[0]["tasks"][1]["upkeep.runbooks.maintenance_window"]["windows"] == "{{ upkeep_maintenance_windows }}"
-    assert plays[2]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
+    # every staging host plans at once (read-only), before the first one changes
+    assert "serial" not in plays[1]
+    assert plays[1]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
+                                                                    "tasks_from": "plan"}
+    assert plays[3]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
                                                                     "tasks_from": "promote"}
-    rollout = [plays[1]] + plays[3:6]
+    rollout = [plays[2]] + plays[4:7]
     for play in rollout:
         assert play["serial"] == 1, play["name"]
         assert "strategy" not in play and "throttle" not in play
