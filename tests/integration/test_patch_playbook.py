@@ -17,7 +17,8 @@ The runs follow each other in one module, as an operator's month would:
      is not started;
   5. db2 is healthy again, but the window reaches its cutoff before the primary's turn: db2 is
      patched (a reboot reported as required, not allowed on it), the primary does not start;
-  6. the next night the rollout converges: only the primary changes.
+  6. the next night the primary is down: the rollout stops there, the report says so;
+  7. with the primary back the rollout converges: only the primary changes.
 """
 
 import datetime
@@ -28,12 +29,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.fixtures.apt_repo import BASE, CONTAINERS_CONF, AptHost, AptRepo
+from tests.fixtures.apt_repo import BASE, CONTAINERS_CONF, AptHost, AptRepo, podman
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +48,7 @@ STEP1 = {"upkeep-testlib": "1.0-1", "upkeep-testlib-dep": "1.0-1", "upkeep-tests
          "upkeep-testreboot": "1.0-1", "upkeep-testconf": "1:1.0-1"}
 STEP2 = dict(STEP1, **{"upkeep-testlib": "1.1-1", "upkeep-testlib-dep": "1.1-1", "upkeep-testsvc": "1.1-1",
                        "upkeep-testreboot": "1.1-1", "upkeep-testconf": "1:1.1-1", "upkeep-testhelper": "1.1-1"})
+RUN_TIMEOUT = 300  # one ansible-playbook run; a normal one takes well under a minute
 WINDOW = [{"name": "nightly", "rrule": "DTSTART:20260101T020000Z\nRRULE:FREQ=DAILY", "duration": "2h",
            "cutoff": "10m"}]
 
@@ -118,6 +121,7 @@ def inventory_for(hosts, work, health_port):
         "patching_store_dir": str(work / "promotions"),
         "patching_min_soak": "3d",
         "upkeep_report_dir": str(work / "reports"),
+        "upkeep_run_lock_enabled": False,  # no Vault here; tests/integration/test_run_lock.py covers the lock
         # the fixed clock, per host when a run needs the window to close mid-rollout (extra vars would
         # override a host's own value)
         "upkeep_window_now": "{{ test_clock[inventory_hostname] | default(test_clock['default']) }}",
@@ -145,10 +149,16 @@ class Rollout:
             argv.append("--check")
         env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
                    ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"))
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(self.work), timeout=540,
-                              check=False)
         self.runs = getattr(self, "runs", 0) + 1
-        (self.work / ("run-%d.log" % self.runs)).write_text(proc.stdout + proc.stderr)
+        log_file = self.work / ("run-%d.log" % self.runs)
+        with open(log_file, "w") as out:  # written as it runs: a run that hangs still shows where
+            try:
+                proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+                                      cwd=str(self.work), timeout=RUN_TIMEOUT, check=False)
+            except subprocess.TimeoutExpired:
+                pytest.fail("ansible-playbook run %d did not end within %d s:\n%s"
+                            % (self.runs, RUN_TIMEOUT, log_file.read_text()[-6000:]), pytrace=False)
+        proc.stdout, proc.stderr = log_file.read_text(), ""
         new = sorted(set(glob.glob(str(self.work / "reports" / "patch" / "*" / "*.json"))) - before)
         assert new, "no report written:\n" + proc.stdout[-6000:] + proc.stderr[-3000:]
         with open([path for path in new if os.path.basename(path) == "report.json"][0]) as handle:
@@ -157,6 +167,13 @@ class Rollout:
 
     def versions(self):
         return dict((name, host.versions()) for name, host in self.hosts.items())
+
+
+def wait_for_systemd(host, timeout=60):
+    deadline = time.monotonic() + timeout
+    while host.sh("systemctl is-system-running", check=False).stdout.strip() not in ("running", "degraded"):
+        assert time.monotonic() < deadline, "%s did not come back" % host.name
+        time.sleep(0.5)
 
 
 def results(report, check=None):
@@ -168,6 +185,10 @@ def log(proc):
     return proc.stdout[-8000:] + proc.stderr[-3000:]
 
 
+# Seven playbook runs in sequence, about 5 minutes on 2 busy cores: more than pytest.ini's 600 s would
+# leave no margin. Each run has its own RUN_TIMEOUT, so a hang fails the test with the run's log and
+# the fixture still removes the containers.
+@pytest.mark.timeout(1500)
 def test_staged_rollout(rollout):
     # 1. staging plans, applies and promotes; production refuses the promotion until it has soaked
     proc, report = rollout.play(rollout.at(1, 2))
@@ -266,7 +287,23 @@ def test_staged_rollout(rollout):
     assert "past its cutoff at 03:50" in patched["db1"]["message"]
     assert not rollout.hosts["db1"].exists("/var/lib/upkeep-runbooks/apt-rollback.json")
 
-    # 6. the next night the rollout converges: only the primary changes
+    # 6. the next night the primary is down: the rollout stops there with a clear result, and the report
+    #    (which an unreachable host would otherwise cut off) is written
+    podman("stop", "--time", "5", rollout.hosts["db1"].name)
+    try:
+        proc, report = rollout.play(rollout.at(5, 2), production_only=True)
+    finally:
+        podman("start", rollout.hosts["db1"].name)
+    assert proc.returncode != 0, log(proc)
+    patched = results(report, "patching")
+    assert patched["db1"]["status"] == "fail" and patched["db1"]["value"]["state"] == "not-started", patched["db1"]
+    assert patched["db1"]["message"].startswith("db1 not patched (left untouched): it is unreachable (")
+    assert patched["db1"]["message"].endswith("the rollout stops here")
+    assert [patched[name]["value"]["state"] for name in ("app1", "db2")] == ["unchanged", "unchanged"]
+    wait_for_systemd(rollout.hosts["db1"])
+    assert rollout.versions()["db1"] == STEP1
+
+    # 7. back up, the rollout converges: only the primary changes
     proc, report = rollout.play(rollout.at(5, 2), production_only=True)
     assert proc.returncode == 0, log(proc)
     versions = rollout.versions()

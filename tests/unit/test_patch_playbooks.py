@@ -29,7 +29,11 @@ def roles_of(play):
 
 
 def test_patch_playbook_order():
-    plays = load("playbooks/patch.yml")
+    everything = load("playbooks/patch.yml")
+    # the run lock first and given back before the report (docs/awx.md "Run lock")
+    assert everything[0]["ansible.builtin.import_playbook"] == "run_lock_acquire.yml"
+    assert everything[-2]["ansible.builtin.import_playbook"] == "run_lock_release.yml"
+    plays = [play for play in everything if "hosts" in play]
     assert [play["hosts"] for play in plays] == [
         "localhost",
         "{{ upkeep_patch_staging_hosts | default('patch_staging') }}",
