@@ -16,8 +16,13 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 # python3-venv: Debian's python3 cannot create the .venv without it.
 # aptly, gnupg: the signed test apt repository of the patching tests (lab/aptrepo.py).
 # chromium: the HTML report is checked in a headless browser (tests/integration/test_report_browser.py).
+# pgbackrest: continuous WAL archiving and PITR (pgbackrest_info, pitr_restore, role pitr) and their tests.
+# nginx: the real web tier in front of the sample app whose access log http_log_stats reads
+#   (tests/fixtures/web.py).
+# rsyslog: a real collector and forwarders on loopback for the log-shipping canary (tests/fixtures/syslog.py).
 DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
-                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium
+                postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium pgbackrest \
+                nginx rsyslog
 
 .PHONY: help
 help:  ## List the targets
@@ -94,7 +99,7 @@ molecule: deps venv  ## Molecule scenarios on the lab image
 	$(BIN)/molecule test --all
 
 .PHONY: test
-test: lint sanity unit integration molecule  ## Everything CI runs
+test: lint sanity unit ee integration molecule  ## Everything CI runs (ee: the AWX-style runs use the image)
 
 .PHONY: bench
 bench: deps venv  ## Benchmarks (ratios against a named baseline)
@@ -103,3 +108,9 @@ bench: deps venv  ## Benchmarks (ratios against a named baseline)
 .PHONY: build
 build: venv  ## Build the collection tarball
 	$(BIN)/ansible-galaxy collection build --force
+
+# The execution environment for AWX: ansible-builder on a base made from the lab's debootstrap
+# image, with the collection from the tarball above. Rebuilt only when an input changed.
+.PHONY: ee
+ee: deps build  ## Build the execution environment image (localhost/upkeep-runbooks-ee)
+	ee/build.sh

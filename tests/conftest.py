@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.vault",
     "tests.fixtures.apt_repo",
+    "tests.fixtures.pgbackrest",
+    "tests.fixtures.redis",
 ]

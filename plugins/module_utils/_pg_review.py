@@ -26,6 +26,9 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import P
 
 SNAPSHOT_VERSION = 1
 
+# SQLSTATE of "canceling statement due to lock timeout".
+LOCK_NOT_AVAILABLE = "55P03"
+
 # Largest value a sequence-owning column can hold, by column type.
 TYPE_MAX = {"smallint": 32767, "integer": 2147483647, "bigint": 9223372036854775807}
 
@@ -214,6 +217,19 @@ SELECT 'prepared_transaction', gid, database::text, owner::text, NULL, 'prepared
        age(transaction)::bigint, extract(epoch FROM clock_timestamp() - prepared)::float8, NULL, NULL, NULL
 FROM pg_prepared_xacts
 ORDER BY xid_age DESC NULLS LAST
+"""
+
+# Sessions holding ACCESS EXCLUSIVE locks in this database: they block even catalog reads that
+# measure a relation (pg_relation_size takes ACCESS SHARE). Only read after a lock timeout.
+SQL_EXCLUSIVE_HOLDERS = """
+SELECT a.pid, a.usename::text AS user_name, a.application_name, a.backend_type, a.state,
+       string_agg(DISTINCT l.mode || ' on ' || l.relation::regclass::text, ', ') AS modes,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_seconds, left(a.query, 200) AS query
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+GROUP BY a.pid, a.usename, a.application_name, a.backend_type, a.state, a.xact_start, a.query
+ORDER BY a.xact_start NULLS LAST
 """
 
 SQL_CONFIRM_TABLE = """
@@ -618,19 +634,26 @@ def review(data, options, previous=None, volume_free_bytes=None, replica_index_s
         "fail" if worst >= opts["sequence_fail_percent"] else "warn" if worst >= opts["sequence_warn_percent"] else "ok"
     )
     near = [s for s in seqs if s["percent_used"] >= opts["sequence_warn_percent"]]
+    top = max(seqs, key=lambda s: s["percent_used"]) if seqs else None
+    # The worst sequence's percent_used is what the report history keeps as a time series
+    # (capacity planning fits it for the exhaustion date); ``near`` lists every one over warn.
     add(
         "sequences",
         status,
-        [
-            {
-                "sequence": s["sequence"],
-                "percent_used": s["percent_used"],
-                "limit_type": s["limit_type"],
-                "projected_exhaustion": s["projected_exhaustion"],
-            }
-            for s in near
-        ]
-        or None,
+        {
+            "percent_used": worst,
+            "sequence": top["sequence"] if top else None,
+            "projected_exhaustion": top["projected_exhaustion"] if top else None,
+            "near": [
+                {
+                    "sequence": s["sequence"],
+                    "percent_used": s["percent_used"],
+                    "limit_type": s["limit_type"],
+                    "projected_exhaustion": s["projected_exhaustion"],
+                }
+                for s in near
+            ],
+        },
         {"warn": opts["sequence_warn_percent"], "fail": opts["sequence_fail_percent"], "unit": "%"},
         (
             "%d sequence(s) at or above %s %% of their column's maximum: %s"
@@ -1167,3 +1190,64 @@ def snapshot(database, now, size, statements, seqs):
         ),
         "sequences": dict((s["sequence"], s["last_value"]) for s in seqs if s["last_value"] is not None),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# lock holders
+
+
+def lock_holder_text(h):
+    """One line naming a session or prepared transaction that holds a lock or an old snapshot."""
+    if h.get("kind") == "prepared_transaction":
+        return "prepared transaction '%s' (%s) open %.0f s" % (h["name"], h.get("user"), h.get("xact_seconds") or 0)
+    what = h.get("backend_type") or "session"
+    text = "pid %s (%s, user %s%s, %s" % (
+        h["pid"],
+        what,
+        h.get("user"),
+        (", application %s" % h["application_name"]) if h.get("application_name") else "",
+        h.get("state") or "no state",
+    )
+    if h.get("modes"):
+        text += ", holds %s" % h["modes"]
+    if h.get("xact_seconds") is not None:
+        text += ", transaction open %.0f s" % h["xact_seconds"]
+    text += ")"
+    if h.get("query"):
+        text += ": %s" % " ".join(h["query"].split())[:120]
+    return text
+
+
+def lock_holder(row):
+    """A lock holder from a row of the lock/transaction queries."""
+    return {
+        "kind": row.get("kind") or "session",
+        "pid": int(row["pid"])
+        if row.get("pid") is not None
+        else (int(row["name"]) if row.get("kind") == "session" else None),
+        "name": row.get("name"),
+        "user": row.get("user_name"),
+        "application_name": row.get("application_name") or None,
+        "backend_type": row.get("backend_type"),
+        "state": row.get("state"),
+        "modes": row.get("modes"),
+        "xact_seconds": None if row.get("xact_seconds") is None else round(float(row["xact_seconds"]), 1),
+        "query": row.get("query"),
+    }
+
+
+def exclusive_lock_holders(db):
+    """Sessions holding ACCESS EXCLUSIVE locks on relations of this database (never raises)."""
+    try:
+        return [lock_holder(r) for r in db.all(SQL_EXCLUSIVE_HOLDERS)]
+    except PostgresError:
+        return []
+
+
+def lock_wait_message(db, seconds):
+    """Why reading the catalog gave up at its lock timeout, naming the sessions holding the locks."""
+    holders = exclusive_lock_holders(db)
+    return "reading the catalog waited longer than lock_timeout (%s s) for a lock%s" % (
+        _plain(seconds),
+        (" held by " + "; ".join(lock_holder_text(h) for h in holders[:3])) if holders else "",
+    )

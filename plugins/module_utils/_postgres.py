@@ -92,8 +92,12 @@ def _version_tuple(text):
     return tuple(parts)
 
 
-def connection_kwargs(params):
-    """libpq keywords for the module options (includes the password: never log the result)."""
+def connection_kwargs(params, settings=None):
+    """libpq keywords for the module options (includes the password: never log the result).
+
+    ``settings`` (name -> value) become server settings of the session at startup (libpq
+    ``options``, ``-c name=value``), so they hold from the first statement and no ``SET`` is sent.
+    """
     socket_dir = params.get("login_unix_socket")
     host = socket_dir or params.get("login_host")
     kwargs = {
@@ -106,10 +110,22 @@ def connection_kwargs(params):
         "sslrootcert": params.get("ca_cert") or None,
         "connect_timeout": params.get("connect_timeout"),
         "application_name": APPLICATION_NAME,
+        "options": startup_options(settings) if settings else None,
     }
     if kwargs["connect_timeout"] is not None:
         kwargs["connect_timeout"] = str(int(kwargs["connect_timeout"]))
     return dict((key, value) for key, value in kwargs.items() if value is not None)
+
+
+def startup_options(settings):
+    """libpq ``options`` for server settings: ``-c name=value`` with spaces and backslashes escaped."""
+    parts = []
+    for name in sorted(settings):
+        if not re.match(r"^[a-z_][a-z0-9_.]*$", name):
+            raise ValueError("not a setting name: %r" % name)
+        value = str(settings[name]).replace("\\", "\\\\").replace(" ", "\\ ")
+        parts.append("-c %s=%s" % (name, value))
+    return " ".join(parts)
 
 
 def target(params):
@@ -208,8 +224,10 @@ def connect_failure_message(params, exc):
 # connecting
 
 
-def open_connection(params, autocommit=True):
+def open_connection(params, autocommit=True, settings=None):
     """Connect with the module options and apply ``session_role`` (``SET ROLE`` via an Identifier).
+
+    ``settings`` are server settings the session starts with (see :func:`connection_kwargs`).
 
     Raises PostgresConnectError when no session can be established, PostgresError when the
     session exists but ``session_role`` cannot be taken; both carry a readable message.
@@ -217,7 +235,7 @@ def open_connection(params, autocommit=True):
     if psycopg is None:
         raise PostgresConnectError(missing_required_lib("psycopg"))
     try:
-        conn = psycopg.connect(autocommit=autocommit, **connection_kwargs(params))
+        conn = psycopg.connect(autocommit=autocommit, **connection_kwargs(params, settings))
     except Exception as exc:  # psycopg.Error, or OSError/ValueError for impossible options
         raise PostgresConnectError(connect_failure_message(params, exc), getattr(exc, "sqlstate", None)) from None
     role = params.get("session_role")
@@ -236,12 +254,14 @@ def open_connection(params, autocommit=True):
     return conn
 
 
-def connect(module, params=None, autocommit=True):
+def connect(module, params=None, autocommit=True, settings=None):
     """A psycopg connection for ``module`` (its params unless ``params`` given) or fail_json."""
     ensure_psycopg(module)
     params = module.params if params is None else params
     try:
-        return open_connection(params, autocommit=autocommit)
+        if settings:
+            return open_connection(params, autocommit=autocommit, settings=settings)
+        return open_connection(params, autocommit=autocommit)  # the call every module made before settings
     except PostgresError as exc:
         module.fail_json(msg=exc.message)
 

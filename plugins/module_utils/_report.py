@@ -721,8 +721,15 @@ def _capacity_html(plan, trends):
                        f"{len(fitted)} volumes; the table above lists them all.</p>")
         for vol in fitted[:_MAX_PROJECTIONS]:
             out.append(_projection_chart(vol, trends))
-    out.append('<p class="none">Sequences: pg_health_info does not report sequence usage yet, '
-               "so no exhaustion dates are forecast.</p>")
+    if plan.get("sequences"):
+        rows = [[q["host"], q["check"].rsplit(":", 1)[0], f'{q["latest_percent"]:g} %',
+                 "-" if q["growth_percent_per_day"] is None else f'{q["growth_percent_per_day"]:+.4g} %/day']
+                + [q["dates"].get(k, "-") for k in ("warn", "fail", "full")] for q in plan["sequences"]]
+        out.append("<h3>Sequences (the most used of each database)</h3>" + _data_table(
+            ("Host", "Check", "Used", "Growth (Theil-Sen)", "Warn limit", "Fail limit", "Exhausted"), rows))
+    else:
+        out.append('<p class="none">Sequences: no history of the weekly database review '
+                   "(pg_review_info) yet, so no exhaustion dates are forecast.</p>")
     return out
 
 

@@ -527,7 +527,8 @@ class UploadFailed(S3Error):
 def upload_verified(s3, bucket, items, config, extra_args=None, on_progress=None):
     """Upload local files whose size and SHA-256 are known in advance (from a manifest).
 
-    ``items``: ``[{path, key, size, sha256}]``. Every object gets ``x-amz-meta-sha256``. All
+    ``items``: ``[{path, key, size, sha256}]`` (optionally ``content_type``). Every object gets
+    ``x-amz-meta-sha256``. All
     files are queued to one transfer manager (parts of up to ``max_concurrency`` files in
     flight, read from disk by name); meanwhile this thread hashes each file once. A file that
     does not match, or the first transfer error, cancels everything still running (boto3 aborts
@@ -542,6 +543,8 @@ def upload_verified(s3, bucket, items, config, extra_args=None, on_progress=None
     try:
         for item in items:
             args = dict(extra_args or {})
+            if item.get("content_type"):
+                args["ContentType"] = item["content_type"]
             args["Metadata"] = {SHA256_META: item["sha256"]}
             futures.append(manager.upload(item["path"], bucket, item["key"], extra_args=args,
                                           subscribers=[_DoneSignal(finished)]))
@@ -614,6 +617,34 @@ def put_bytes(s3, bucket, key, data, extra_args=None, content_type="application/
     args["Metadata"] = {SHA256_META: digest}
     s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **args)
     return digest
+
+
+def verify_object(s3, bucket, key, size, sha256, full=False, encryption=None):
+    """Check an uploaded object against what was sent; returns its HEAD info.
+
+    Size and the recorded ``x-amz-meta-sha256`` always; the server-side encryption when
+    ``encryption`` names one; with ``full`` the content is read back as a stream and hashed.
+    Raises ChecksumMismatch (or S3Error for a missing object) with a readable message.
+    """
+    info = head(s3, bucket, key)
+    where = url(bucket, key)
+    if info is None:
+        raise S3Error("object %s is missing after the upload" % where, code="NoSuchKey")
+    if info["size"] != size:
+        raise ChecksumMismatch("object %s has %s bytes, expected %d" % (where, info["size"], size),
+                               name=key, expected=size, actual=info["size"])
+    if info["sha256"] != sha256:
+        raise ChecksumMismatch("object %s records SHA-256 %s, expected %s" % (where, info["sha256"], sha256),
+                               name=key, expected=sha256, actual=info["sha256"])
+    if encryption and encryption != "none" and info["encryption"] != encryption:
+        raise S3Error("object %s was stored with server-side encryption %s, %s was requested"
+                      % (where, info["encryption"], encryption), code="EncryptionMismatch")
+    if full:
+        digest, got = stream_sha256(s3, bucket, key)
+        if got != size or digest != sha256:
+            raise ChecksumMismatch("reading %s back gave %d bytes with SHA-256 %s, expected %d bytes with %s"
+                                   % (where, got, digest, size, sha256), name=key, expected=sha256, actual=digest)
+    return info
 
 
 def delete_keys(s3, bucket, keys):

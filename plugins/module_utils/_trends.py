@@ -181,7 +181,7 @@ def _days(when, origin):
 
 def capacity(runs, now, horizon_days=3650, min_points=3):
     """The capacity plan from history runs (any cadences), see docs/report.md "Capacity planning"."""
-    volumes, databases, connections = [], [], []
+    volumes, databases, connections, sequences = [], [], [], []
     by_host = {}
     for run in sorted(runs, key=lambda r: r["generated_at"]):
         when = parse_time(run["generated_at"])
@@ -204,6 +204,10 @@ def capacity(runs, now, horizon_days=3650, min_points=3):
             match = re.match(r"^database_size:(?P<label>.+)$", metric)
             if match:
                 databases.append(_database(host, match.group("label"), metrics[metric], now, min_points))
+            match = re.match(r"^(?P<check>(?:.+:)?sequences)\.percent_used$", metric)
+            if match:
+                sequences.append(_sequence(host, match.group("check"), metrics[metric],
+                                           limits.get(match.group("check"), {}), now, horizon_days, min_points))
         if "connections" in metrics:
             values = metrics["connections"]
             peak_at = max(values, key=lambda w: values[w])
@@ -212,7 +216,7 @@ def capacity(runs, now, horizon_days=3650, min_points=3):
                                 "latest_percent": values[max(values)],
                                 "warn_percent": (limits.get("connections") or {}).get("warn"),
                                 "fail_percent": (limits.get("connections") or {}).get("fail")})
-    plan = {"volumes": volumes, "databases": databases, "connections": connections}
+    plan = {"volumes": volumes, "databases": databases, "connections": connections, "sequences": sequences}
     plan["verdicts"] = verdicts(plan)
     return plan
 
@@ -241,6 +245,37 @@ def _database(host, name, sizes, now, min_points):
     return row
 
 
+def _dates_to(targets, latest, fit, now, horizon_days):
+    """({name: days}, {name: ISO date}) at which the fitted line reaches each target value:
+    0 days (today) for a target already reached, nothing for one beyond the horizon."""
+    days_left, dates = {}, {}
+    value_now = fit["intercept"] + fit["slope"] * fit["now_x"]
+    for name, target in targets.items():
+        if latest >= target:
+            days_left[name], dates[name] = 0, now.date().isoformat()
+        elif fit["slope"] > 0:
+            days = max((target - value_now) / fit["slope"], 0.0)
+            if days <= horizon_days:
+                days_left[name] = int(round(days))
+                dates[name] = (now + datetime.timedelta(days=days)).date().isoformat()
+    return days_left, dates
+
+
+def _sequence(host, check, percents, limits, now, horizon_days, min_points):
+    """The most used sequence of one database (pg_review_info's ``sequences`` check keeps its
+    percent of the column's maximum): Theil-Sen growth in points per day and the dates it
+    reaches the check's warn and fail limits and 100 %."""
+    latest = percents[max(percents)]
+    targets = {"warn": limits.get("warn", 85.0), "fail": limits.get("fail", 95.0), "full": 100.0}
+    row = {"host": host, "check": check, "latest_percent": latest, "points": len(percents),
+           "growth_percent_per_day": None, "dates": {}, "days_left": {}, "limits_used_percent": targets}
+    fit = _fit(percents, now, min_points)
+    if fit:
+        row["growth_percent_per_day"] = fit["slope"]
+        row["days_left"], row["dates"] = _dates_to(targets, latest, fit, now, horizon_days)
+    return row
+
+
 def _volume(host, label, free, total, limits, now, horizon_days, min_points):
     used = {w: total[w] - free[w] for w in free if w in total}
     last = max(free)
@@ -257,18 +292,8 @@ def _volume(host, label, free, total, limits, now, horizon_days, min_points):
     row["growth_bytes_per_day"] = fit["slope"]
     row["fit"] = {"slope": fit["slope"], "intercept": fit["intercept"],
                   "origin": fit["origin"].strftime("%Y-%m-%dT%H:%M:%SZ")}
-    used_now = fit["intercept"] + fit["slope"] * fit["now_x"]
-    for name, percent in targets.items():
-        target = size * percent / 100.0
-        if used.get(last, 0) >= target:
-            row["days_left"][name] = 0
-            row["dates"][name] = now.date().isoformat()
-        elif fit["slope"] > 0:
-            days = (target - used_now) / fit["slope"]
-            days = max(days, 0.0)
-            if days <= horizon_days:
-                row["days_left"][name] = int(round(days))
-                row["dates"][name] = (now + datetime.timedelta(days=days)).date().isoformat()
+    row["days_left"], row["dates"] = _dates_to({name: size * percent / 100.0 for name, percent in targets.items()},
+                                               used.get(last, 0), fit, now, horizon_days)
     return row
 
 
@@ -303,6 +328,20 @@ def verdicts(plan):
         else:
             text = f"{who} grows {growth}/day and reaches " + ", ".join(parts) + "."
         lines.append((min(days.values()) if days else 9e7, level, text))
+    for seq in plan.get("sequences", []):
+        who = f"{seq['host']}: the most used sequence of {seq['check'].rsplit(':', 1)[0]}"
+        days = seq["days_left"]
+        if seq["growth_percent_per_day"] is None or not days:
+            if seq["latest_percent"] >= seq["limits_used_percent"]["warn"]:
+                lines.append((1, "warn", f"{who} is at {seq['latest_percent']:g} % of its column's maximum."))
+            continue
+        level = "fail" if days.get("full", 9e9) <= 180 else "warn" if days.get("warn", 9e9) <= 365 else "ok"
+        parts = [f"{'100 %' if name == 'full' else str(seq['limits_used_percent'][name]) + ' %'} "
+                 + ("now" if days[name] == 0 else f"in {days[name]} days ({seq['dates'][name]})")
+                 for name in ("warn", "fail", "full") if name in days]
+        lines.append((min(days.values()), level,
+                      f"{who} is at {seq['latest_percent']:g} % of its column's maximum and reaches "
+                      + ", ".join(parts) + " (widen the column to bigint before then)."))
     for con in plan["connections"]:
         warn = con.get("warn_percent")
         if warn is not None and con["peak_percent"] >= warn:

@@ -17,7 +17,8 @@ description:
     M(upkeep.runbooks.s3_backup) put under an S3 O(bucket) and O(prefix), newest first, with the facts of their
     manifests and their ages.
   - Only complete backups are listed (a valid manifest exists). Unfinished work is reported apart, in
-    RV(partials); directories or prefixes with an unreadable or invalid manifest are reported in RV(skipped).
+    RV(partials); directories or prefixes with an unreadable or invalid manifest are reported in
+    RV(unreadable), not C(skipped), since Ansible takes a result with a non-empty C(skipped) key for a skipped task.
   - With O(max_age_hours) it also judges freshness (the daily check that a recent backup exists), and with
     O(size_change_percent) how much the newest backup's size differs from the one before.
   - Read-only.
@@ -183,7 +184,7 @@ partials:
       description: Hours since anything in it was last written.
       type: float
       sample: 30.2
-skipped:
+unreadable:
   description: Directories or manifest keys that look like backups but were not counted, with the reason.
   returned: always
   type: list
@@ -443,7 +444,7 @@ def main():
 
     backups.sort(key=lambda e: (_manifest.parse_backup_time(e["finished_at"]), e["backup_id"], e["location"]),
                  reverse=True)
-    result = dict(changed=False, backups=backups, partials=partials, skipped=skipped)
+    result = dict(changed=False, backups=backups, partials=partials, unreadable=skipped)
     if params["max_age_hours"] is not None:
         result["freshness"] = freshness(backups, params["max_age_hours"], locations, params["database"])
     if params["size_change_percent"] is not None:

@@ -723,13 +723,20 @@ class PgBackup(object):
 
     def toc_from_stream(self, dump_path, out, err_list):
         """The entry count pg_restore --list gave from the stream (see start_toc_reader)."""
+        # pg_restore first: the feeder may still be decompressing what pg_restore reads (a busy
+        # machine), and stopping it now would cut the table of contents short. Once pg_restore
+        # has exited the feeder ends by itself, at the end of its input or on a broken pipe
+        # (not an error); only one that still hangs on is stopped.
         code = None
         for name, proc, _err in self.toc_procs:
             if name == "pg_restore":
                 code = proc.wait()
-            else:
-                # It stops with a broken pipe once pg_restore has what it needs: not an error.
-                pg_tools.kill_process(proc, grace=1)
+        for name, proc, _err in self.toc_procs:
+            if name != "pg_restore":
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pg_tools.kill_process(proc, grace=1)
         self.toc_procs = []
         errors, lines = _read_stderr(err_list)
         if code != 0 or errors:
@@ -768,6 +775,22 @@ class PgBackup(object):
             raise BackupError("Failed to dump database '%s': %s" % (self.database, _mask(message, self.password)))
         for line in _unique(warnings)[:5]:
             self.notes.append(_mask(line, self.password))
+
+    def wait_dump_and_counts(self):
+        """The counts of the counting thread once the pipeline has ended; a failed count is named
+        first: its connection exported the snapshot, so pg_dump failing to import it afterwards
+        ("invalid snapshot identifier") is the consequence, not the cause."""
+        counter, self.counter = self.counter, None
+        try:
+            counted = counter.result()
+        except BackupError as count_error:
+            try:
+                self.wait_dump()
+            except BackupError as dump_error:
+                raise BackupError("%s; then %s" % (count_error, dump_error)) from None
+            raise
+        self.wait_dump()
+        return counted
 
     def count_rows(self, tables):
         counted = []
@@ -942,9 +965,7 @@ class PgBackup(object):
                 self.counter.start()
                 streamed = self.pump(dump_path, self.toc_sink)
                 self.counter.join()
-                self.wait_dump()
-                counted = self.counter.result()
-                self.counter = None
+                counted = self.wait_dump_and_counts()
                 toc = self.toc_from_stream(dump_path, toc_out, err_list)
         if len(counted) != len(tables):  # pragma: no cover - wait_dump raised already
             raise BackupError("Failed to dump database '%s': pg_dump stopped early" % self.database)

@@ -138,6 +138,13 @@ options:
     description: The same, for a failure.
     type: float
     default: 7
+  lock_timeout:
+    description:
+      - Seconds a catalog read waits for a lock. Measuring a relation's size needs an ACCESS SHARE lock, which a
+        session holding ACCESS EXCLUSIVE (a migration's C(ALTER TABLE) in an open transaction) keeps from being
+        granted; the review then fails naming that session instead of waiting for it.
+    type: float
+    default: 10
 notes:
   - The login role needs C(pg_monitor) (or superuser) to see other sessions and all statements.
   - Slow queries need C(pg_stat_statements) in C(shared_preload_libraries) and C(CREATE EXTENSION
@@ -380,7 +387,13 @@ snapshot:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.upkeep.runbooks.plugins.module_utils._pg_review import DEFAULTS, collect  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._pg_review import (  # noqa: E402
+    DEFAULTS,
+    LOCK_NOT_AVAILABLE,
+    Counter,
+    collect,
+    lock_wait_message,
+)
 from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (  # noqa: E402
     PostgresError,
     close_quietly,
@@ -400,6 +413,7 @@ def main():
         previous=dict(type="dict"),
         volume_free_bytes=dict(type="int"),
         replica_index_scans=dict(type="dict"),
+        lock_timeout=dict(type="float", default=10),
     )
     for key, value in DEFAULTS.items():
         option = dict((v, k) for k, v in OPTION_TO_KEY.items()).get(key, key)
@@ -412,6 +426,10 @@ def main():
     for key in ("slow_query_top", "slow_query_min_calls", "confirm_limit", "snapshot_statements_limit"):
         if params[key] < 0:
             module.fail_json(msg="Failed to validate %s: must be 0 or more, got %s" % (key, params[key]))
+    if params["lock_timeout"] <= 0:
+        module.fail_json(
+            msg="Failed to validate lock_timeout: must be more than 0 seconds, got %s" % params["lock_timeout"]
+        )
     if params["sequence_warn_percent"] > params["sequence_fail_percent"]:
         module.fail_json(msg="Failed to validate sequence_warn_percent: it must not be above sequence_fail_percent")
     options = dict((OPTION_TO_KEY.get(k, k), params[k]) for k in list(DEFAULTS) + list(OPTION_TO_KEY) if k in params)
@@ -423,7 +441,7 @@ def main():
         except (TypeError, ValueError):
             module.fail_json(msg="Failed to validate replica_index_scans: '%s' is not a number of scans" % name)
 
-    conn = connect(module)
+    conn = connect(module, settings={"lock_timeout": "%dms" % max(1, int(params["lock_timeout"] * 1000))})
     try:
         if server_version_num(conn) < 130000:
             module.fail_json(
@@ -438,9 +456,10 @@ def main():
             replica_index_scans=scans,
         )
     except PostgresError as exc:
-        module.fail_json(
-            msg="Failed to review database '%s' at %s: %s" % (params["login_db"], target(params), exc.message)
-        )
+        cause = exc.message
+        if exc.sqlstate == LOCK_NOT_AVAILABLE:
+            cause = lock_wait_message(Counter(conn), params["lock_timeout"])
+        module.fail_json(msg="Failed to review database '%s' at %s: %s" % (params["login_db"], target(params), cause))
     finally:
         close_quietly(conn)
     out["statements_run"] += 1  # the version check

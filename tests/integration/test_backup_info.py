@@ -48,8 +48,8 @@ def test_local_listing_newest_first(local):
     assert res["backups"][2]["database"] == "shop" and res["backups"][2]["compression"] == "zstd"
     assert [p["path"] for p in res["partials"]] == [_manifest.partial_path(str(root), "app", bid(1))]
     assert res["partials"][0]["location"] == "local" and res["partials"][0]["age_hours"] < 1
-    assert [s["path"] for s in res["skipped"]] == [_manifest.backup_path(str(root), "app", bid(70))]
-    assert "does not exist" in res["skipped"][0]["reason"]
+    assert [s["path"] for s in res["unreadable"]] == [_manifest.backup_path(str(root), "app", bid(70))]
+    assert "does not exist" in res["unreadable"][0]["reason"]
     assert "freshness" not in res and "size_change" not in res
 
 
@@ -98,8 +98,8 @@ def test_s3_listing_and_both_locations(s3_server, s3_bucket, local):
     assert [(b["location"], b["backup_id"]) for b in res["backups"]] == [("s3", bid(2)), ("s3", bid(26))]
     assert res["backups"][0]["key"] == "pg/app/%s/manifest.json" % bid(2) and res["backups"][0]["bucket"] == s3_bucket
     assert [p["prefix"] for p in res["partials"]] == ["pg/app/%s/" % bid(3)]
-    assert [s["key"] for s in res["skipped"]] == ["pg/app/%s/manifest.json" % bid(80)]
-    assert "not valid JSON" in res["skipped"][0]["reason"]
+    assert [s["key"] for s in res["unreadable"]] == ["pg/app/%s/manifest.json" % bid(80)]
+    assert "not valid JSON" in res["unreadable"][0]["reason"]
     assert res["freshness"]["status"] == "ok"
     assert s3_server.secret_key not in res.output
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,157 @@ def test_pg_dump_killed_in_zstd_pipeline(bulk, tmp_path):
     assert "pg_dump failed (killed by SIGKILL)" in res["msg"], res["msg"]
     assert_nothing_valid(backups)
     assert_rerun_recovers(bulk, backups, compression="zstd")
+
+
+def _descendant(predicate, timeout=30):
+    """pid of a process below this test process (the module's children) whose argv matches."""
+    me = os.getpid()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    argv = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
+                if not argv or not predicate(argv):
+                    continue
+                parent = int(pid)
+                for _depth in range(4):  # module -> its child; or run_module's python -> module -> child
+                    with open("/proc/%d/stat" % parent) as handle:
+                        parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                    if parent == me:
+                        return int(pid)
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.002)
+    return None
+
+
+def test_compressor_killed_mid_stream(bulk, tmp_path):
+    """zstd dies while the module moves its output to disk: the module fails naming zstd first."""
+    killed = {}
+
+    def killer():
+        pid = _descendant(lambda argv: argv[0].endswith("zstd") and "-c" in argv and "-dcq" not in argv)
+        if pid:
+            time.sleep(0.05)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed["pid"] = pid
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    backups = tmp_path / "backups"
+    res = backup(bulk, BULK, backups, compression="zstd")
+    thread.join()
+    assert killed.get("pid"), "zstd finished before it could be killed"
+    assert res.failed, res
+    # pg_dump dies of SIGPIPE as a consequence; the cause comes first in the message
+    assert res["msg"].startswith("Failed to dump database 'bulk': zstd failed (killed by SIGKILL)"), res["msg"]
+    assert "Traceback" not in res.output
+    assert_nothing_valid(backups)
+    assert_rerun_recovers(bulk, backups, compression="zstd")
+
+
+LIST_FAILS = """\
+#!/bin/bash
+# pg_restore --list that reads a little of the stream, then fails as on a damaged archive
+head -c 4096 > /dev/null
+echo "pg_restore: error: could not read from input file: end of file" >&2
+exit 1
+"""
+
+
+def test_table_of_contents_reader_failing_on_the_stream(bulk, tmp_path):
+    """pg_restore --list fed from the stream stops early and fails: the dump still drains, the
+    module fails with pg_restore's own message and leaves nothing that counts as a backup."""
+    bindir = make_bin_dir(tmp_path, bulk.bindir)
+    os.unlink(bindir / "pg_restore")
+    (bindir / "pg_restore").write_text(LIST_FAILS)
+    (bindir / "pg_restore").chmod(0o755)
+    backups = tmp_path / "backups"
+    res = backup(bulk, BULK, backups, compression="zstd", pg_bin_dir=str(bindir))
+    assert res.failed, res
+    assert "with pg_restore --list: pg_restore: error: could not read from input file" in res["msg"], res["msg"]
+    assert "Traceback" not in res.output
+    assert_nothing_valid(backups)
+    assert_rerun_recovers(bulk, backups, compression="zstd")
+
+
+SLOW_UNZSTD = """\
+#!/bin/bash
+# zstd whose decompressing run starts late, as on a busy machine; compressing runs are untouched
+if [ "$1" = "-dcq" ]; then sleep 3; fi
+exec %(real)s "$@"
+"""
+
+
+def test_slow_table_of_contents_feeder_is_waited_for(pg_cluster, tmp_path):
+    """The stream's ``zstd -dc | pg_restore --list`` gets the whole table of contents even when
+    its decompressor is still busy after the dump ended (it used to be stopped one second after
+    the dump, which cut the table of contents short on a loaded machine). The dump is small, so
+    all of it fits in the pipe to the sleeping decompressor and the dump ends first."""
+    database = "slowtoc"
+    pg_cluster.execute("CREATE DATABASE %s" % database)
+    pg_cluster.execute("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 100) g",
+                       dbname=database)
+    wrappers = tmp_path / "path"
+    wrappers.mkdir()
+    (wrappers / "zstd").write_text(SLOW_UNZSTD % {"real": shutil.which("zstd")})
+    (wrappers / "zstd").chmod(0o755)
+    backups = tmp_path / "backups"
+    res = backup(pg_cluster, database, backups, compression="zstd",
+                 env={"PATH": "%s:%s" % (wrappers, os.environ["PATH"])})
+    assert not res.failed, res["msg"]
+    assert res["toc_entries"] > 0
+    listed = m.list_backups(str(backups), database)
+    assert m.verify_files(res["path"], listed[0]["manifest"]) == []
+
+
+def test_row_count_failing_on_its_thread(pg_cluster, tmp_path):
+    """The exact row counts run on their own thread while zstd output is written; when a count
+    fails (its backend terminated) the module fails naming the table and the cause first.
+
+    A session holds an exclusive lock on the first table before the module starts, so the count
+    of that table is certainly waiting when its backend is terminated: no race with the dump."""
+    database = "countfail"
+    pg_cluster.execute("CREATE DATABASE %s" % database)
+    pg_cluster.execute("CREATE TABLE a_locked (id int); INSERT INTO a_locked VALUES (1)", dbname=database)
+    pg_cluster.execute("CREATE TABLE b_rows AS SELECT g AS id FROM generate_series(1, 1000) g", dbname=database)
+    locker = pg_cluster.connect(dbname=database, autocommit=False)
+    locker.execute("LOCK TABLE a_locked IN ACCESS EXCLUSIVE MODE")
+    terminated = {}
+
+    def terminator():
+        deadline = time.monotonic() + 60
+        with pg_cluster.connect(dbname="postgres") as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                    "AND query LIKE 'SELECT count(*) AS n FROM%%a_locked%%'", (database,)).fetchone()
+                if row:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                    terminated["pid"] = row[0]
+                    break
+                time.sleep(0.01)
+        locker.rollback()  # pg_dump, waiting for the same lock, goes on (or fails on the lost snapshot)
+
+    thread = threading.Thread(target=terminator)
+    thread.start()
+    backups = tmp_path / "backups"
+    try:
+        res = backup(pg_cluster, database, backups, compression="zstd")
+    finally:
+        thread.join()
+        locker.close()
+    assert terminated.get("pid"), "no count query was seen waiting for the lock"
+    assert res.failed, res
+    assert res["msg"].startswith(
+        "Failed to count rows of table public.a_locked in database 'countfail':"), res["msg"]
+    assert "Traceback" not in res.output
+    assert_nothing_valid(backups, database)
+    assert_rerun_recovers(pg_cluster, backups, database, compression="zstd")
 
 
 # ------------------------------------------------------------------ the module itself stopped

@@ -211,6 +211,9 @@ def test_each_planted_problem_is_found(review_cluster, problem_db):
     assert seq["limit_type"] == "integer" and seq["max_value"] == 2147483647
     assert 93 < seq["percent_used"] < 94
     assert by["sequences"]["status"] == "warn"
+    # the worst sequence's figure is the check's own value: the report history keeps it as a series
+    assert by["sequences"]["value"]["sequence"] == "public.tickets_id_seq"
+    assert by["sequences"]["value"]["percent_used"] == seq["percent_used"]
 
     slow = res["slow_queries"]
     over = [q for q in slow["over_threshold"] if "pg_sleep" in q["query"]]
@@ -355,3 +358,20 @@ def test_fixed_number_of_statements_whatever_the_tables(review_cluster):
         review_cluster.execute('ALTER DATABASE "%s" RESET log_statement' % db)
     assert counts[small] == counts[big], counts
     assert counts[small][1] >= counts[small][0] >= 7
+
+
+def test_a_migration_holding_access_exclusive_makes_the_review_fail_naming_it(review_cluster):
+    db = new_db(review_cluster, "migrating")
+    review_cluster.execute("CREATE TABLE accounts (id int PRIMARY KEY)", dbname=db)
+    migration = review_cluster.connect(dbname=db, autocommit=False, application_name="django-migrate")
+    try:
+        migration.execute("ALTER TABLE accounts ADD COLUMN note text")  # ACCESS EXCLUSIVE until commit
+        res = run_module(MODULE, review_cluster.module_args(login_db=db, lock_timeout=1))
+        assert res.failed, res
+        assert res["msg"].startswith("Failed to review database 'migrating'")
+        assert "lock_timeout (1 s)" in res["msg"] and "pid %d" % migration.info.backend_pid in res["msg"]
+        assert "django-migrate" in res["msg"] and "AccessExclusiveLock on accounts" in res["msg"]
+    finally:
+        migration.rollback()
+        migration.close()
+    assert review(review_cluster, db)["database"] == "migrating"

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from tests.integration.module_runner import run_module
+
 pytestmark = pytest.mark.integration
 
 for _module in ("django", "gunicorn", "celery", "redis"):
@@ -573,3 +575,26 @@ def test_celery_worker_records_heartbeat(sample_db, redis_server, tmp_path):
     finally:
         stop_process(worker)
     assert_no_secrets(log_path.read_text(errors="replace"))
+
+
+def test_sign_in_signals_write_lines_auth_failure_review_counts(sample_db, redis_server, tmp_path):
+    """audit.signals logs one JSON line per failed and successful sign-in (docs/platform-health.md)."""
+    env_file = write_env_file(tmp_path / "env", {**sample_db["settings"], "REDIS_URL": redis_server.url})
+    with running_gunicorn(env_file, tmp_path) as server:
+        for _ in range(5):
+            final_url, _page = login(server, http.cookiejar.CookieJar(), "demo", "wrong password")
+            assert final_url == server.url("/accounts/login/")
+        login(server, http.cookiejar.CookieJar(), "nobody-here", "x")
+        login_ok(server, http.cookiejar.CookieJar(), "demo", DEMO_PASSWORD)
+    res = run_module("auth_failure_review", {
+        "logs": [{"kind": "django", "path": str(server.stderr_path)}],
+        "state_file": str(tmp_path / "auth-state.json"),
+        "host_label": "app1",
+    })
+    assert not res.failed, res
+    assert res["by_user"] == {"demo": 5, "nobody-here": 1}
+    assert res["by_source"] == {"127.0.0.1": 6}
+    assert res["successes"] == 1
+    assert res["suspicious_successes"] == [{"kind": "django", "log": f"django:{server.stderr_path}",
+                                            "address": "127.0.0.1", "user": "demo", "failures_before": 6}]
+    assert_no_secrets(server.logs())

@@ -218,6 +218,40 @@ def test_full_volume_is_due_now():
     assert vol["days_left"] == {"warn": 0, "fail": 0, "full": 0}
 
 
+def _sequence_runs(days, start_percent, per_day, odd_days=()):
+    """Weekly-review runs whose most used sequence grows ``per_day`` points of its column's maximum."""
+    runs = []
+    for day in range(0, days, 7):
+        pct = start_percent + per_day * day + (40.0 if day in odd_days else 0.0)
+        runs.append({"generated_at": (START + datetime.timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "status": "ok", "compacted": False, "checks": {"db1": {"db_review:app:sequences": "ok"}},
+                     "metrics": {"db1": {"db_review:app:sequences.percent_used": round(pct, 2)}},
+                     "thresholds": {"db1": {"db_review:app:sequences": {"warn": 85.0, "fail": 95.0}}}})
+    return runs
+
+
+def test_sequence_exhaustion_dates_from_the_weekly_review_history():
+    # 40 % used at day 0, +0.1 point a day: 85 % at day 450, 95 % at day 550, 100 % at day 600
+    runs = _sequence_runs(365, 40.0, 0.1, odd_days=(98, 203))
+    plan = _plan(runs, 364)
+    [seq] = plan["sequences"]
+    assert seq["check"] == "db_review:app:sequences"
+    assert seq["growth_percent_per_day"] == pytest.approx(0.1, rel=0.01)
+    assert seq["days_left"]["warn"] == pytest.approx(450 - 364, abs=2)
+    assert seq["days_left"]["fail"] == pytest.approx(550 - 364, abs=2)
+    assert seq["days_left"]["full"] == pytest.approx(600 - 364, abs=2)
+    text = next(v for v in plan["verdicts"] if "sequence" in v["text"])
+    assert text["level"] == "warn"
+    assert "db1: the most used sequence of db_review:app" in text["text"] and "widen the column" in text["text"]
+
+
+def test_sequence_already_over_its_limit_is_due_now_and_rendered(tmp_path):
+    plan = _plan(_sequence_runs(60, 96.0, 0.01), 59)
+    assert plan["sequences"][0]["days_left"]["fail"] == 0
+    html = "".join(_report._capacity_html(dict(plan, detail="summary"), {}))
+    assert "Sequences (the most used of each database)" in html and "db_review:app" in html
+
+
 # --------------------------------------------------------------------------- charts
 
 def test_chart_draws_every_series_with_its_own_marker_and_a_data_table():

@@ -28,6 +28,8 @@ ALLOWED_HOSTS = CONFIG.get_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
     CONFIG.require("ALLOWED_HOSTS")
 DEBUG = CONFIG.get_bool("DEBUG", default=False)
+# /lab/fault/ (slow answers and 5xx on demand, for the error-rate and latency checks): lab and tests only.
+LAB_FAULTS = CONFIG.get_bool("LAB_FAULTS", default=False)
 
 INSTALLED_APPS = [
     "accounts",

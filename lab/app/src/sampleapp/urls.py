@@ -5,11 +5,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from audit.views import recent_events
-from sampleapp.views import healthz, whoami
+from sampleapp.views import fault, healthz, whoami
 
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),
     path("whoami/", whoami, name="whoami"),
+    path("lab/fault/", fault, name="lab-fault"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("events/recent/", recent_events, name="recent-events"),

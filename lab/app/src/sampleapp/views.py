@@ -1,11 +1,12 @@
 """Project-level views: health check and the current user."""
 
 import logging
+import time
 
 import redis
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -60,3 +61,28 @@ def whoami(request):
             "username": user.get_username() if user.is_authenticated else None,
         }
     )
+
+
+FAULT_MAX_DELAY = 10.0
+
+
+@never_cache
+@require_safe
+def fault(request):
+    """Lab only (LAB_FAULTS=true, else 404): answer with ``?status=`` after ``?delay=`` seconds.
+
+    The error-rate and latency checks are proven with it: a known mix of requests through nginx
+    gives a known 5xx rate and known slow answers. The delay is capped at 10 s.
+    """
+    if not settings.LAB_FAULTS:
+        raise Http404("not enabled")
+    try:
+        status = int(request.GET.get("status", "200"))
+        delay = float(request.GET.get("delay", "0"))
+    except ValueError:
+        return JsonResponse({"error": "status must be an integer and delay a number"}, status=400)
+    if not 200 <= status <= 599 or not 0 <= delay <= FAULT_MAX_DELAY:
+        return JsonResponse({"error": "status must be 200-599 and delay 0-%s" % FAULT_MAX_DELAY}, status=400)
+    if delay:
+        time.sleep(delay)
+    return JsonResponse({"status": status, "delay": delay}, status=status)
