@@ -230,6 +230,7 @@ def test_staged_rollout(rollout):
         assert "next 'nightly' starts" in window[name]["message"]
         assert "%s 02:00 UTC" % rollout.at(5, 2)[:10] in window[name]["message"]
         assert "6 package(s) would change" in preview[name]["message"], preview[name]
+        assert preview[name]["value"]["state"] == "would-patch"
         assert {(p["name"], p["after"]) for p in preview[name]["value"]["packages"]} == set(
             (name_, version) for name_, version in STEP2.items() if STEP1.get(name_) != version)
     assert not rollout.hosts["app1"].exists("/var/lib/upkeep-runbooks/apt-rollback.json")
