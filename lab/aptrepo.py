@@ -427,6 +427,14 @@ class AptRepo(object):
         self._publish_current()
         return self
 
+    def add(self, *deb_files, suite=SUITE):
+        """Add .deb files to `suite` and publish: another build of a version already removed (a
+        rebuilt package on a mirror), or a package from elsewhere."""
+        self.init()
+        self._aptly("repo", "add", suite, *deb_files)
+        self._publish_current()
+        return self
+
     def release_sha256(self, suite=SUITE):
         """SHA-256 of the published InRelease of `suite` (what a host downloads)."""
         with open(os.path.join(self.public_dir, "dists", suite, "InRelease"), "rb") as handle:

@@ -258,6 +258,82 @@ def new_baseline(host, os_release, architecture, lists_refreshed, selection, pac
     return validate_baseline(seal(data), "the new baseline")
 
 
+def merge_baselines(baselines, created_at=None):
+    """One baseline for every host that planned: the union of their plans (docs/patch-baseline.md,
+    "Several planning hosts"). The hosts must agree on the OS release, the architecture, the
+    selection, the version and .deb of every package they share, and the snapshot of every source
+    they share; otherwise BaselineError names every disagreement. One baseline is returned as it is."""
+    if not baselines:
+        raise BaselineError("there is no plan to merge")
+    docs = [validate_baseline(doc, "the plan of %s" % (doc.get("host") if isinstance(doc, dict) else "?"))
+            for doc in baselines]
+    if len(docs) == 1:
+        return docs[0]
+    first, problems = docs[0], []
+    for doc in docs[1:]:
+        for key in ("id", "version_codename"):
+            if doc["os_release"].get(key) != first["os_release"].get(key):
+                problems.append("%s runs %s %s, %s runs %s %s" % (
+                    first["host"], first["os_release"].get("id"), first["os_release"].get("version_codename"),
+                    doc["host"], doc["os_release"].get("id"), doc["os_release"].get("version_codename")))
+                break
+        if doc["architecture"] != first["architecture"]:
+            problems.append("%s is %s, %s is %s" % (first["host"], first["architecture"], doc["host"],
+                                                    doc["architecture"]))
+        if doc["selection"] != first["selection"]:
+            problems.append("%s and %s plan with other include/exclude patterns (%s, %s)" % (
+                first["host"], doc["host"], canonical_json(first["selection"]).decode("utf-8"),
+                canonical_json(doc["selection"]).decode("utf-8")))
+    sources, source_from = {}, {}
+    for doc in docs:
+        for src in doc["sources"]:
+            have = sources.get(src["id"])
+            if have is None:
+                sources[src["id"]], source_from[src["id"]] = copy.deepcopy(src), doc["host"]
+            elif have["sha256"] != src["sha256"]:
+                problems.append("%s and %s saw different snapshots of %s (Release %s..., %s...): refresh the lists "
+                                "and plan again" % (source_from[src["id"]], doc["host"], src["id"],
+                                                    str(have["sha256"])[:12], str(src["sha256"])[:12]))
+    packages, planned_by = {}, {}
+    for doc in docs:
+        for pkg in doc["packages"]:
+            key = (pkg["name"], pkg["architecture"])
+            have = packages.get(key)
+            if have is None:
+                packages[key], planned_by[key] = copy.deepcopy(pkg), doc["host"]
+                continue
+            if pkg["version"] != have["version"] or pkg["deb_sha256"] != have["deb_sha256"]:
+                problems.append("%s: %s plans %s, %s plans %s%s" % (
+                    pkg["name"], planned_by[key], have["version"], doc["host"], pkg["version"],
+                    " (another .deb)" if pkg["version"] == have["version"] else ""))
+                continue
+            if have["installed"] is None:
+                have["installed"] = pkg["installed"]  # installed somewhere: not only a new dependency
+            have["services"] = sorted(set(have["services"]) | set(pkg["services"]))
+            have["repositories"] = sorted(set(have["repositories"]) | set(pkg["repositories"]))
+            have["reboot"] = have["reboot"] or pkg["reboot"]
+            have["security"] = have["security"] or pkg["security"]
+    if problems:
+        raise BaselineError("the plans of %s do not agree: %s" % (", ".join(doc["host"] for doc in docs),
+                                                                  "; ".join(problems)))
+
+    def union(key):
+        seen, items = set(), []
+        for doc in docs:
+            for item in doc[key]:
+                ident = (item["name"], item["reason"])
+                if ident not in seen:
+                    seen.add(ident)
+                    items.append(dict(item, host=doc["host"]))
+        return items
+
+    return new_baseline(host=",".join(doc["host"] for doc in docs), os_release=first["os_release"],
+                        architecture=first["architecture"],
+                        lists_refreshed=all(doc["lists_refreshed"] for doc in docs), selection=first["selection"],
+                        packages=list(packages.values()), sources=list(sources.values()),
+                        excluded=union("excluded"), held_back=union("held_back"), created_at=created_at)
+
+
 def same_plan(first, second):
     """True when two baselines differ at most in created_at (and therefore sha256)."""
     def body(doc):

@@ -449,7 +449,11 @@ class Apply(object):
         by_name = dict((pkg["name"], pkg) for pkg in baseline["packages"])
         for _round in range(MAX_PIN_ROUNDS):
             specs = [_spec(name, entry["after"]) for name, entry in sorted(targets.items())]
-            actions, lines = self.host.simulate(specs, allow_held=self.p["allow_held"])
+            try:
+                actions, lines = self.host.simulate(specs, allow_held=self.p["allow_held"])
+            except _apt.AptError:
+                self.check_new_packages(baseline, optional)
+                raise
             problems, pinned = [], []
             for act in actions:
                 name = act["name"]
@@ -481,6 +485,20 @@ class Apply(object):
                 return specs
         raise Failure("Failed to check the apt actions for baseline %s on %s: the dependencies did not settle after "
                       "%d rounds" % (baseline["sha256"][:12], self.host.host, MAX_PIN_ROUNDS))
+
+    def check_new_packages(self, baseline, optional):
+        """apt could not solve the upgrade: when a package the baseline installs new (a dependency the upgrades
+        brought along on the planning host) is missing at its version, that is the cause; name it."""
+        missing = []
+        for name, pkg in sorted(optional.items()):
+            offered = self.host.available(name, pkg["architecture"])
+            if not any(item["version"] == pkg["version"] for item in offered):
+                missing.append("%s (available: %s)" % (_spec(name, pkg["version"]),
+                                                       ", ".join(item["version"] for item in offered) or "none"))
+        if missing:
+            raise Failure("Failed to check baseline %s against the repositories of %s: no repository provides %s, "
+                          "new with this baseline and needed by its upgrades; nothing was changed"
+                          % (baseline["sha256"][:12], self.host.host, _list(missing)), missing=missing)
 
     # -- changing --------------------------------------------------------------------------
     def _prepare(self, deadline, repair, allowed=()):

@@ -8,6 +8,7 @@ image (tests/fixtures/apt_repo.py); the modules run inside them with the contain
 
 import json
 import os
+import subprocess
 import threading
 
 import pytest
@@ -261,6 +262,39 @@ def test_apply_refuses_a_version_the_repository_lacks(staged, apt_host_factory):
                                  % baseline["sha256"][:12]), res["msg"]
     assert "nothing was changed" in res["msg"]
     assert production.versions() == STEP1 and not production.exists(ROLLBACK)
+    # The library is back; now the new package the tested service needs is missing: named too.
+    repo.add(aptrepo.build_debs(str(repo.debs_dir))[("upkeep-testlib", "1.1-1")], suite=aptrepo.SECURITY_SUITE)
+    repo.remove("upkeep-testhelper", "1.1-1")
+    res = apply(production, baseline=baseline, update_cache=True)
+    assert res.failed and not res["changed"], res
+    assert res["msg"] == ("Failed to check baseline %s against the repositories of prod1: no repository provides "
+                          "upkeep-testhelper=1.1-1 (available: none), new with this baseline and needed by its "
+                          "upgrades; nothing was changed" % baseline["sha256"][:12]), res["msg"]
+    assert production.versions() == STEP1 and not production.exists(ROLLBACK)
+
+
+def test_apply_refuses_another_build_of_a_tested_version(staged, apt_host_factory, tmp_path):
+    """The mirror now serves a rebuilt upkeep-testlib 1.1-1: same version, other bytes, not what staging tested."""
+    repo, _staging, baseline = staged
+    tested = dict((pkg["name"], pkg) for pkg in baseline["packages"])["upkeep-testlib"]["deb_sha256"]
+    original = aptrepo.build_debs(str(repo.debs_dir))[("upkeep-testlib", "1.1-1")]
+    tree, rebuilt = tmp_path / "tree", tmp_path / "upkeep-testlib_1.1-1_all.deb"
+    subprocess.run(["dpkg-deb", "-R", original, str(tree)], check=True)
+    (tree / "usr" / "share" / "doc" / "upkeep-testlib").mkdir(parents=True, exist_ok=True)
+    (tree / "usr" / "share" / "doc" / "upkeep-testlib" / "REBUILT").write_text("rebuilt on the mirror\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(rebuilt)], check=True,
+                   capture_output=True)
+    assert _sha256(str(rebuilt)) != tested
+    repo.remove("upkeep-testlib", "1.1-1")
+    repo.add(str(rebuilt), suite=aptrepo.SECURITY_SUITE)
+    production = apt_host_factory(repo)
+    res = apply(production, baseline=baseline, update_cache=True)
+    assert res.failed and not res["changed"], res
+    assert res["msg"] == (
+        "Failed to check baseline %s against the repositories of prod1: the repositories provide upkeep-testlib=1.1-1 "
+        "(baseline %s..., repository %s...) with another .deb SHA-256 than the baseline recorded (not the build that "
+        "was tested); nothing was changed" % (baseline["sha256"][:12], tested[:12], _sha256(str(rebuilt))[:12]))
+    assert production.versions() == STEP1 and not production.exists(ROLLBACK)
 
 
 def test_apply_refuses_a_removal_and_a_held_package(apt_repo_factory, apt_host_factory):
@@ -297,10 +331,19 @@ def test_apply_refuses_a_tampered_baseline(staged):
                                                 "not match its sha256"), res["msg"]
     res = apply(staging, baseline=tampered)
     assert res.failed and "does not match its sha256" in res["msg"]
+    # Only the recorded digest changed: the content no longer matches it.
+    relabelled = dict(baseline, sha256="f" * 64)
+    res = apply(staging, baseline=relabelled)
+    assert res.failed and "does not match its sha256" in res["msg"], res["msg"]
     # An intact baseline that is not the promoted one is refused too.
     res = apply(staging, path=BASELINE, expected_sha256="0" * 64)
     assert res.failed and res["msg"].startswith("Failed to verify the baseline: its sha256 is %s, not the expected"
                                                 % baseline["sha256"]), res["msg"]
+    # Changed and sealed again by someone who knows the format: the promoted digest still refuses it.
+    resealed = _baseline.seal(tampered)
+    res = apply(staging, baseline=resealed, expected_sha256=baseline["sha256"])
+    assert res.failed and res["msg"].startswith("Failed to verify the baseline: its sha256 is %s, not the expected %s"
+                                                % (resealed["sha256"], baseline["sha256"])), res["msg"]
     assert staging.versions() == STEP1 and not staging.exists(ROLLBACK)
 
 

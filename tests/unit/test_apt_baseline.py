@@ -149,3 +149,72 @@ def test_rollback_manifest_keeps_the_first_before_of_an_unfinished_attempt(tmp_p
         _baseline.load_rollback(str(path))
     with pytest.raises(BaselineError, match="status 'done' is not one of pending, applied, rolled_back"):
         _baseline.validate_rollback(_baseline.seal(dict(done, status="done")))
+
+
+# --------------------------------------------------------------------------------------
+# several planning hosts (merge_baselines, the filter of the same name)
+
+DB_SOURCE = dict(SOURCE, id="http://127.0.6.1:8080/ upkeep-security", dist="upkeep-security", sha256="e" * 64)
+
+
+def test_merge_takes_every_package_any_host_plans():
+    app = make(host="app1", packages=[package("upkeep-testsvc", services=["upkeep-testsvc.service"]),
+                                      package("upkeep-testlib", installed=None)])
+    db = make(host="db1", packages=[package("upkeep-testlib", security=True, services=["upkeep-lib.service"]),
+                                    package("libpq5", reboot=True, repositories=[DB_SOURCE["id"]])],
+              sources=[SOURCE, DB_SOURCE], held_back=[{"name": "postgresql-15", "reason": "excluded"}])
+    merged = _baseline.merge_baselines([app, db], created_at="2026-12-01T12:00:00.000Z")
+    assert merged["sha256"] == _baseline.digest(merged) and merged["host"] == "app1,db1"
+    by_name = dict((pkg["name"], pkg) for pkg in merged["packages"])
+    assert sorted(by_name) == ["libpq5", "upkeep-testlib", "upkeep-testsvc"]
+    # installed on db1: a regular upgrade, not only a new dependency; flags and services from any host
+    assert by_name["upkeep-testlib"]["installed"] == "1.0-1" and by_name["upkeep-testlib"]["security"] is True
+    assert by_name["upkeep-testlib"]["services"] == ["upkeep-lib.service"]
+    assert merged["reboot_required"] is True
+    assert merged["services"] == ["upkeep-lib.service", "upkeep-testsvc.service"]
+    assert [src["id"] for src in merged["sources"]] == sorted([SOURCE["id"], DB_SOURCE["id"]])
+    assert merged["held_back"] == [{"name": "postgresql-15", "reason": "excluded", "host": "db1"}]
+    assert _baseline.merge_baselines([app]) == app
+    # the order of the plans does not change the packages
+    other = _baseline.merge_baselines([db, app], created_at="2026-12-01T12:00:00.000Z")
+    assert other["packages"] == merged["packages"] and other["host"] == "db1,app1"
+
+
+def test_merge_names_every_disagreement():
+    app = make(host="app1")
+    newer = make(host="db1", packages=[package("upkeep-testlib", version="1.2-1")],
+                 os_release=dict(OS_RELEASE, version_codename="trixie"),
+                 selection={"include": ["*"], "exclude": ["postgresql-*"]},
+                 sources=[dict(SOURCE, sha256="f" * 64)])
+    with pytest.raises(BaselineError) as caught:
+        _baseline.merge_baselines([app, newer])
+    message = str(caught.value)
+    assert message.startswith("the plans of app1, db1 do not agree: app1 runs debian bookworm, db1 runs debian trixie")
+    assert "app1 and db1 plan with other include/exclude patterns" in message
+    assert "app1 and db1 saw different snapshots of http://127.0.6.1:8080/ upkeep (Release d6bbcc07eeec..., " \
+           "ffffffffffff...): refresh the lists and plan again" in message
+    assert "upkeep-testlib: app1 plans 1.1-1, db1 plans 1.2-1" in message
+    rebuilt = make(host="db1", packages=[package("upkeep-testlib", deb_sha256="b" * 64)])
+    with pytest.raises(BaselineError, match=r"upkeep-testlib: app1 plans 1.1-1, db1 plans 1.1-1 \(another .deb\)"):
+        _baseline.merge_baselines([app, rebuilt])
+    with pytest.raises(BaselineError, match="there is no plan to merge"):
+        _baseline.merge_baselines([])
+    broken = make(host="db1")
+    broken["packages"][0]["version"] = "9.9-9"
+    with pytest.raises(BaselineError, match="the plan of db1.*does not match its sha256"):
+        _baseline.merge_baselines([app, broken])
+
+
+def test_merge_filter():
+    from ansible.errors import AnsibleFilterError  # noqa: PLC0415 - controller code, only here
+    from ansible_collections.upkeep.runbooks.plugins.filter.patching import FilterModule  # noqa: PLC0415
+
+    merge = FilterModule().filters()["merge_baselines"]
+    app, db = make(host="app1"), make(host="db1", packages=[package("libpq5")])
+    merged = merge([app, db])
+    assert {pkg["name"] for pkg in merged["packages"]} == {"linux-image-amd64", "upkeep-testlib", "upkeep-testsvc",
+                                                             "libpq5"}
+    with pytest.raises(AnsibleFilterError, match="^Failed to merge the staging plans: the plans of app1, db1 do not"):
+        merge([app, make(host="db1", packages=[package("upkeep-testlib", version="1.2-1")])])
+    with pytest.raises(AnsibleFilterError, match="expected a list of baselines"):
+        merge("not a list")

@@ -252,6 +252,23 @@ def test_plan_writes_a_sealed_baseline_once(tmp_path, patched):
 
 
 def test_plan_holds_back_what_would_remove_or_needs_an_excluded_package(tmp_path, patched):
+    # A package new with the baseline (a dependency the service's upgrade brought along) is gone from the
+    # repository: apt cannot solve the upgrade, and the refusal names the package, not apt's riddle.
+    doc = baseline_doc(dict(PINS, **{"upkeep-testhelper": "1.1-1"}))
+    host = patched(FakeHost(BASE, REPO))
+    host.unsolvable = {"upkeep-testsvc=1.1-1"}
+    res = run_apply(tmp_path, {"baseline": doc})
+    assert res.failed and res["msg"] == (
+        "Failed to check baseline %s against the repositories of prod1: no repository provides "
+        "upkeep-testhelper=1.1-1 (available: none), new with this baseline and needed by its upgrades; nothing was "
+        "changed" % doc["sha256"][:12])
+    assert res["missing"] == ["upkeep-testhelper=1.1-1 (available: none)"] and host.installed == BASE
+    # When the new package is there, apt's own answer is the message.
+    host = patched(FakeHost(BASE, dict(REPO, **{"upkeep-testhelper": ["1.1-1"]})))
+    host.unsolvable = {"upkeep-testsvc=1.1-1"}
+    res = run_apply(tmp_path, {"baseline": doc})
+    assert res.failed and res["msg"].startswith("Failed to simulate apt-get install ") and "held broken" in res["msg"]
+
     installed = dict(BASE, **{"upkeep-testrm": "1.0-1", "upkeep-testlegacy": "1.0-1"})
     host = patched(FakeHost(installed, REPO, conflicts={("upkeep-testrm", "1.1-1"): "upkeep-testlegacy"}))
     with mock.patch.object(_apt, "upgradable", side_effect=upgradable_of):
@@ -376,6 +393,23 @@ def test_apply_refuses_missing_versions_other_builds_holds_and_removals(tmp_path
                                                 "packages: upkeep-testsvc (apt-mark hold)")
     res = run_apply(tmp_path, {"baseline": doc, "allow_held": True})
     assert not res.failed and host.installed == PINS
+
+    # A package new with the baseline (a dependency the service's upgrade brought along) is gone from the
+    # repository: apt cannot solve the upgrade, and the refusal names the package, not apt's riddle.
+    doc = baseline_doc(dict(PINS, **{"upkeep-testhelper": "1.1-1"}))
+    host = patched(FakeHost(BASE, REPO))
+    host.unsolvable = {"upkeep-testsvc=1.1-1"}
+    res = run_apply(tmp_path, {"baseline": doc})
+    assert res.failed and res["msg"] == (
+        "Failed to check baseline %s against the repositories of prod1: no repository provides "
+        "upkeep-testhelper=1.1-1 (available: none), new with this baseline and needed by its upgrades; nothing was "
+        "changed" % doc["sha256"][:12])
+    assert res["missing"] == ["upkeep-testhelper=1.1-1 (available: none)"] and host.installed == BASE
+    # When the new package is there, apt's own answer is the message.
+    host = patched(FakeHost(BASE, dict(REPO, **{"upkeep-testhelper": ["1.1-1"]})))
+    host.unsolvable = {"upkeep-testsvc=1.1-1"}
+    res = run_apply(tmp_path, {"baseline": doc})
+    assert res.failed and res["msg"].startswith("Failed to simulate apt-get install ") and "held broken" in res["msg"]
 
     installed = dict(BASE, **{"upkeep-testrm": "1.0-1", "upkeep-testlegacy": "1.0-1"})
     host = patched(FakeHost(installed, REPO, conflicts={("upkeep-testrm", "1.1-1"): "upkeep-testlegacy"}))
