@@ -91,7 +91,13 @@ unit: venv  ## Unit tests
 
 .PHONY: integration
 integration: deps venv  ## Integration tests against real PostgreSQL, S3 and Vault endpoints
-	$(PY) -m pytest -q -n 2 tests/integration
+	$(PY) -m pytest -q -n 2 -m "not containers" tests/integration
+
+# Whole playbooks on containers of the lab image (the staged patch rollout): minutes of
+# Ansible round trips and container reboots, little CPU, so they get a lane of their own.
+.PHONY: e2e
+e2e: deps venv lab-image  ## Integration tests that drive playbooks on lab-image containers
+	$(PY) -m pytest -q -n 2 -m containers tests/integration
 
 # Each scenario has its own containers, loopback block and state, so they run side by side:
 # a scenario spends most of its time waiting on systemd, PostgreSQL and Ansible round trips
@@ -110,12 +116,13 @@ lab-image: deps venv
 $(addprefix molecule-,$(SCENARIOS)): molecule-%:
 	$(BIN)/molecule test -s $*
 
-# The integration tests are CPU-bound and the Molecule scenarios mostly wait, so after the
-# quick checks and the images they run at the same time; make test stays under 30 minutes
-# on a 2-core machine. Their outputs are printed whole, one after the other.
+# The integration tests are CPU-bound, the container end-to-end tests and the Molecule
+# scenarios mostly wait, so after the quick checks and the images the three run at the same
+# time; make test stays under 30 minutes on a 2-core machine. Their outputs are printed whole,
+# one after the other.
 .PHONY: test
 test: lint sanity unit ee lab-image  ## Everything CI runs (ee: the AWX-style runs use the image)
-	$(MAKE) --no-print-directory -j2 --output-sync=target integration molecule
+	$(MAKE) --no-print-directory -j3 --output-sync=target integration e2e molecule
 
 .PHONY: bench
 bench: deps venv  ## Benchmarks (ratios against a named baseline)

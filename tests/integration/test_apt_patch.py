@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _baseline
 from tests.fixtures.apt_repo import BASE, REPO_ADDRESS, AptHost, AptRepo, aptrepo
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.containers]  # hosts are lab-image containers
 
 BASELINE = "/var/lib/upkeep-runbooks/patch-baseline.json"
 ROLLBACK = "/var/lib/upkeep-runbooks/apt-rollback.json"

@@ -287,6 +287,7 @@ def run_job_in_ee(root, playbook, ident, image):
     return proc, artifacts, events
 
 
+@pytest.mark.containers  # the job runs in a container of the EE image
 def test_daily_as_an_awx_job_in_the_execution_environment(pg_cluster, s3_server, s3_bucket, tmp_path):
     image = ee_image()
     root = tmp_path / "awx_4711_ee_pdd"
@@ -321,6 +322,7 @@ def test_a_prompt_ends_the_job_at_the_idle_timeout(tmp_path, play):
     assert not [e for e in events if e["event"] == "runner_on_ok" and "went on" in json.dumps(e["event_data"])]
 
 
+@pytest.mark.containers  # the job runs in a container of the EE image
 def test_a_prompt_ends_the_job_at_the_idle_timeout_in_the_execution_environment(tmp_path):
     image = ee_image()
     root = tmp_path / "awx_4713_ee_pdd"
@@ -502,6 +504,7 @@ def test_rotate_as_an_awx_job(pg_cluster, vault_server, vault_client, rotate_app
         assert secret not in text, "a secret reached the job's output"
 
 
+@pytest.mark.containers  # the job runs in a container of the EE image
 def test_rotate_as_an_awx_job_in_the_execution_environment(pg_cluster, vault_server, vault_client, rotate_approle,
                                                            rotated_login, s3_server, s3_bucket, tmp_path):
     image = ee_image()

@@ -37,7 +37,7 @@ import yaml
 
 from tests.fixtures.apt_repo import BASE, CONTAINERS_CONF, AptHost, AptRepo, podman
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_ADDRESS = "127.0.7.1"
