@@ -200,9 +200,10 @@ simulation:
   type: list
   elements: str
   sample: ["Inst upkeep-testlib [1.0-1] (1.1-1 upkeep-test-security:upkeep-security [all])"]
-skipped:
+left_alone:
   description: Baseline packages not touched, with C(name), C(version) and C(reason) (already at the version,
-    not installed on this host, the same as before for a rollback).
+    not installed on this host, the same as before for a rollback). Not named C(skipped), since Ansible takes a
+    result with a non-empty C(skipped) key for a skipped task.
   returned: always
   type: list
   elements: dict
@@ -322,7 +323,7 @@ class Apply(object):
         self.host = host
         self.check_mode = module.check_mode
         self.notes = []
-        self.result = dict(changed=False, state=self.p["state"], packages=[], actions=[], simulation=[], skipped=[],
+        self.result = dict(changed=False, state=self.p["state"], packages=[], actions=[], simulation=[], left_alone=[],
                            unavailable=[], rolled_back=False, rollback_path=self.p["rollback_path"],
                            dpkg_repaired=False, timers_paused=[], reboot_required=False, reboot_reasons=[],
                            services=[], needrestart=False, notes=self.notes)
@@ -396,11 +397,11 @@ class Apply(object):
             name, version, arch = pkg["name"], pkg["version"], pkg["architecture"]
             current = host.installed_version(name, arch)
             if current == version:
-                self.result["skipped"].append({"name": name, "version": version, "reason": "already installed"})
+                self.result["left_alone"].append({"name": name, "version": version, "reason": "already installed"})
             elif current is None and pkg["installed"] is None:
                 optional[name] = pkg  # new on the planning host: installed only when a target needs it
             elif current is None:
-                self.result["skipped"].append({"name": name, "version": version,
+                self.result["left_alone"].append({"name": name, "version": version,
                                                "reason": "not installed on this host"})
             elif _apt.version_compare(current, version) > 0:
                 newer.append("%s %s (baseline %s)" % (name, current, version))
@@ -480,7 +481,7 @@ class Apply(object):
             if not pinned:
                 self.result["actions"], self.result["simulation"] = actions, lines
                 for name, pkg in sorted(optional.items()):
-                    self.result["skipped"].append({"name": name, "version": pkg["version"],
+                    self.result["left_alone"].append({"name": name, "version": pkg["version"],
                                                    "reason": "new on the planning host, not needed here"})
                 return specs
         raise Failure("Failed to check the apt actions for baseline %s on %s: the dependencies did not settle after "
@@ -655,7 +656,7 @@ class Apply(object):
             current = host.installed_version(name, arch)
             broken = name in broken_names
             if current == before and not broken:
-                self.result["skipped"].append({"name": name, "version": before or "(not installed)",
+                self.result["left_alone"].append({"name": name, "version": before or "(not installed)",
                                                "reason": "already at the pre-patch version"})
                 continue
             if before is None:

@@ -246,7 +246,7 @@ def test_apply_installs_exactly_the_tested_versions_when_newer_ones_are_publishe
     again = apply(production, baseline=baseline)
     assert not again.failed and not again["changed"], again
     assert again["services"] == ["upkeep-testsvc.service"]
-    assert {item["reason"] for item in again["skipped"]} == {"already installed"}
+    assert {item["reason"] for item in again["left_alone"]} == {"already installed"}
     production.sh("systemctl restart upkeep-testsvc.service")
     assert apply(production, baseline=baseline)["services"] == []
 

@@ -325,7 +325,7 @@ def test_apply_installs_exactly_the_baseline_and_records_the_rollback(tmp_path, 
 
     again = run_apply(tmp_path, {"baseline": doc})
     assert again.exit_code == 0 and not again["changed"]
-    assert {s["reason"] for s in again["skipped"]} == {"already installed"}
+    assert {s["reason"] for s in again["left_alone"]} == {"already installed"}
     assert _baseline.load_rollback(res["rollback_path"]) == manifest
 
 
