@@ -27,7 +27,8 @@ packages=$(grep -vE '^\s*(#|$)' "$here/images/packages.txt" | tr '\n' ',' | sed 
 base_hash=$(printf '%s\n%s\n' "$suite" "$packages" | sha256sum | cut -c1-12)
 base="localhost/upkeep-lab-base:$base_hash"
 
-lab_hash=$( { echo "$base_hash"; cat "$here/images/Containerfile" "$here/app/requirements.txt" "$0"; } \
+lab_hash=$( { echo "$base_hash"; cat "$here/images/Containerfile" "$here/app/requirements.txt" \
+              "$here/images/pip-audit-requirements.txt" "$0"; } \
             | sha256sum | cut -c1-12)
 image="localhost/upkeep-lab:$lab_hash"
 
@@ -62,7 +63,8 @@ log "collecting wheels for the sample application"
 mkdir -p "$cache/wheels"
 # The image runs Debian's python3 (3.11.2): resolve markers for it, not for this venv.
 "$python" -m pip download --quiet --only-binary=:all: --python-version 3.11.2 --platform manylinux_2_36_x86_64 \
-  --platform manylinux2014_x86_64 --platform any --dest "$cache/wheels" -r "$here/app/requirements.txt"
+  --platform manylinux2014_x86_64 --platform any --dest "$cache/wheels" -r "$here/app/requirements.txt" \
+  -r "$here/images/pip-audit-requirements.txt"
 
 log "building $image"
 podman build --quiet --network none --build-arg "BASE=$base" -f "$here/images/Containerfile" \

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Bring the local lab up or down.
 
-    labctl.py up       build the image if its definition changed, start the S3 endpoint and
-                       OpenBao, start one container per lab host, provision them
+    labctl.py up       build the image if its definition changed, start the S3 endpoint, the
+                       stand-in advisory service (lab/advisory_server.py) and OpenBao, start
+                       one container per lab host (log1 is the log collector), provision them
     labctl.py down     remove the lab's containers, stop the endpoints, drop lab/.state
     labctl.py status   what is running
 
@@ -142,7 +143,8 @@ def start_vault(url):
     log("vault endpoint %s at %s (OpenBao, unsealed)" % ("already up" if was_running else "up", url))
 
 
-def start_endpoint(name, url):
+def start_endpoint(name, url, argv=None):
+    """Start `argv` (default: moto's S3 server) serving `url`, unless the lab already runs it there."""
     host, port = loopback(url)
     pidfile = os.path.join(STATE, name + ".pid")
     if pid_alive(pidfile) and listening(host, port):
@@ -151,7 +153,9 @@ def start_endpoint(name, url):
     if listening(host, port):
         die("%s:%d is taken by a process the lab did not start" % (host, port))
     logfile = open(os.path.join(STATE, name + ".log"), "ab")
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", host, "-p", str(port)], stdout=logfile,
+    if argv is None:
+        argv = [os.path.join(VENV_BIN, "moto_server"), "-H", host, "-p", str(port)]
+    proc = subprocess.Popen(argv, stdout=logfile,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
     with open(pidfile, "w") as handle:
         handle.write(str(proc.pid))
@@ -236,6 +240,10 @@ def cmd_up(args):
     image = run([os.path.join(HERE, "build-images.sh")], capture=False, stdout=subprocess.PIPE).stdout.strip()
     image = image.splitlines()[-1]
     start_endpoint("s3", common["lab_s3_endpoint"])
+    # The stand-in for the advisory services of pip-audit and npm audit (docs/log-shipping-and-audit.md).
+    host, port = loopback(common["lab_advisory_url"])
+    start_endpoint("advisory", common["lab_advisory_url"],
+                   [sys.executable, os.path.join(HERE, "advisory_server.py"), "--host", host, "--port", str(port)])
     if pid_alive(os.path.join(STATE, "vault.pid")):
         log("stopping the Vault endpoint an older lab started (before OpenBao)")
         stop_endpoint("vault")
@@ -263,6 +271,7 @@ def cmd_down(_args):
         run(["podman", "rm", "-f", "-v", "-t", "5"] + names, capture=True)
         log("removed containers: %s" % ", ".join(names))
     stop_endpoint("s3")
+    stop_endpoint("advisory")
     if os.path.isdir(os.path.join(STATE, "aptrepo")):
         apt_repository().stop()
         log("apt repository stopped")
@@ -281,6 +290,8 @@ def cmd_status(_args):
                                  or "absent"))
     host, port = loopback(common["lab_s3_endpoint"])
     print("%-6s %-18s %s" % ("s3", "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
+    host, port = loopback(common["lab_advisory_url"])
+    print("%-6s %-18s %s" % ("advis.", "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
     host, port = loopback(common["lab_vault_addr"])
     state = "down"
     if listening(host, port):

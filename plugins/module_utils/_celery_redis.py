@@ -43,6 +43,7 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 BINDING_PREFIX = "_kombu.binding."
 REPLY_EXCHANGE = "reply.celery.pidbox"
 PIDBOX_EXCHANGE = "celery.pidbox"
+EVENT_EXCHANGE = "celeryev"
 
 DEFAULTS = {
     "memory_warn_percent": 80.0,
@@ -83,7 +84,11 @@ def queue_depths(client, queues, prefix=""):
 
 
 def declared_queues(client, prefix=""):
-    """Queue names bound to any exchange except the remote-control ones (from _kombu.binding.*)."""
+    """Queue names bound to any exchange except the remote-control ones (from _kombu.binding.*).
+
+    The event exchange (``celeryev``) is left out too: every worker with gossip (Celery's default) and
+    every monitor binds an auto-delete ``celeryev.<uuid>`` queue of its own there, which no worker lists
+    among its consumed queues; it is not work waiting for a consumer."""
     pattern = glob_escape(prefix + BINDING_PREFIX) + "*"
     keys = set()
     cursor = b"0"
@@ -95,7 +100,7 @@ def declared_queues(client, prefix=""):
     queues = set()
     for key in sorted(keys):
         exchange = key[len(prefix + BINDING_PREFIX):]
-        if exchange.endswith("pidbox") or client.command("TYPE", key) != b"set":
+        if exchange.endswith("pidbox") or exchange == EVENT_EXCHANGE or client.command("TYPE", key) != b"set":
             continue
         for member in client.command("SMEMBERS", key):
             parts = _text(member).split(SEP)

@@ -85,12 +85,13 @@ def send(capp, count, priority="-", queue="celery", countdown="-"):
 
 
 @contextlib.contextmanager
-def worker(capp, queues="celery,mail", name="w1@upkeep"):
+def worker(capp, queues="celery,mail", name="w1@upkeep", gossip=False):
     log = capp["dir"] / "worker.log"
+    quiet = [] if gossip else ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "capp", "worker", "--pool", "solo", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", queues, "-n", name],
+            [sys.executable, "-m", "celery", "-A", "capp", "worker", "--pool", "solo", "--loglevel", "INFO"]
+            + quiet + ["-Q", queues, "-n", name],
             cwd=capp["dir"], env=capp["env"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -147,6 +148,19 @@ def test_healthy_broker_and_worker(broker, capp):
     # The broadcast cleaned up after itself: no reply binding, no reply list left behind.
     assert broker.cli("SCARD", PREFIX + "_kombu.binding.reply.celery.pidbox") == 0
     assert not [k for k in broker.cli("KEYS", "*") if b"reply.celery.pidbox" in k and b"binding" not in k]
+
+
+def test_a_worker_with_gossip_leaves_no_unconsumed_queue(broker, capp):
+    # Celery's defaults (gossip, mingle, heartbeat) bind the worker's own celeryev.<uuid> event queue;
+    # that is no queue of work and must not be reported as unconsumed (the lab's worker runs so).
+    with worker(capp, gossip=True):
+        members = broker.cli("SMEMBERS", PREFIX + "_kombu.binding.celeryev")
+        assert any(b"celeryev." in m for m in members), members
+        res = run(broker)
+    checks = by_check(res)
+    assert checks["celery_workers"]["status"] == "ok", res
+    assert checks["celery_unconsumed_queues"]["status"] == "ok", checks["celery_unconsumed_queues"]
+    assert sorted(q["name"] for q in res["queues"]) == ["celery", "mail"]
 
 
 def test_stopped_worker_queued_tasks_give_depth_and_failed_ping(broker, capp):
