@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """The DR rehearsal's prober: GET a URL every half second until a stop file appears, then print what users saw.
 
     dr_prober.py URL STOP_FILE MAX_SECONDS
