@@ -402,7 +402,7 @@ class Apply(object):
                 optional[name] = pkg  # new on the planning host: installed only when a target needs it
             elif current is None:
                 self.result["left_alone"].append({"name": name, "version": version,
-                                               "reason": "not installed on this host"})
+                                                  "reason": "not installed on this host"})
             elif _apt.version_compare(current, version) > 0:
                 newer.append("%s %s (baseline %s)" % (name, current, version))
             else:
@@ -482,7 +482,7 @@ class Apply(object):
                 self.result["actions"], self.result["simulation"] = actions, lines
                 for name, pkg in sorted(optional.items()):
                     self.result["left_alone"].append({"name": name, "version": pkg["version"],
-                                                   "reason": "new on the planning host, not needed here"})
+                                                      "reason": "new on the planning host, not needed here"})
                 return specs
         raise Failure("Failed to check the apt actions for baseline %s on %s: the dependencies did not settle after "
                       "%d rounds" % (baseline["sha256"][:12], self.host.host, MAX_PIN_ROUNDS))
@@ -657,7 +657,7 @@ class Apply(object):
             broken = name in broken_names
             if current == before and not broken:
                 self.result["left_alone"].append({"name": name, "version": before or "(not installed)",
-                                               "reason": "already at the pre-patch version"})
+                                                  "reason": "already at the pre-patch version"})
                 continue
             if before is None:
                 removals.append(name)
