@@ -107,3 +107,76 @@ def test_an_image_already_built_becomes_latest_again(tmp_path):
     assert image.startswith("localhost/upkeep-lab:") and image != "localhost/upkeep-lab:latest"
     lines = calls.read_text().splitlines()
     assert lines == ["image exists %s" % image, "tag %s localhost/upkeep-lab:latest" % image], lines
+
+
+# Programs the tests and the lab look up that a fresh Debian machine does not get from
+# DEB_PACKAGES, each with the reason that is fine.
+NOT_FROM_DEB_PACKAGES = {
+    "make": "the newcomer's first command is make itself",
+    "npm": "Node.js comes with the machine image; the npm audit tests skip without it",
+    "chromium-browser": "a fallback name for other distributions; Debian's chromium is in DEB_PACKAGES",
+}
+_LOOKUP = r"""(?:which\(\s*["']([A-Za-z0-9_.+-]+)["']|["']((?:/usr)?/s?bin/[A-Za-z0-9_.+-]+)["'])"""
+
+
+def _programs_looked_up():
+    """{program name: absolute path the code names, or None when it is looked up on PATH}."""
+    import re
+
+    found = {}
+    for root in ("tests", "lab", "bench"):
+        for path in (REPO / root).rglob("*.py"):
+            for match in re.finditer(_LOOKUP, path.read_text(errors="replace")):
+                if match.group(1):
+                    found.setdefault(match.group(1), None)
+                else:
+                    found[os.path.basename(match.group(2))] = match.group(2)
+    return found
+
+
+def _owning_package(path):
+    candidates = [path, path.replace("/usr/sbin/", "/sbin/").replace("/usr/bin/", "/bin/"), os.path.realpath(path)]
+    for candidate in candidates:
+        proc = subprocess.run(["dpkg-query", "-S", candidate], capture_output=True, text=True, check=False)
+        owners = [line.split(":", 1)[0] for line in proc.stdout.splitlines() if not line.startswith("diversion by")]
+        if proc.returncode == 0 and owners:
+            return owners[0].split(",")[0].strip()
+    return None
+
+
+def _direct_dependencies(packages):
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}\n"] + list(packages),
+                         capture_output=True, text=True, check=False).stdout
+    return {alt.split()[0].split(":")[0] for dep in out.replace("\n", ",").split(",") if dep.strip()
+            for alt in dep.split("|")[:1]}
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a Debian machine")
+def test_every_program_the_tests_use_comes_from_a_listed_package():
+    """CI's machine has every package an earlier session installed, so a program a new test needs
+    (nginx, rsyslogd, pgbackrest ...) works there even when nobody added its package to
+    DEB_PACKAGES; a newcomer's `make test` would then fail. Every program the tests, the lab and
+    the benchmarks look up must come from DEB_PACKAGES (or a direct dependency of one), an
+    essential or required package, the .venv, or be listed above with a reason."""
+    listed = set(deb_packages())
+    allowed = listed | _direct_dependencies(listed)
+    problems = []
+    programs = _programs_looked_up()
+    assert {"nginx", "rsyslogd", "pgbackrest", "redis-server", "aptly"} <= set(programs), sorted(programs)
+    for program, named in sorted(programs.items()):
+        if program in NOT_FROM_DEB_PACKAGES or (REPO / ".venv" / "bin" / program).exists():
+            continue
+        path = named or shutil.which(program, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        if path is None or not os.path.exists(path):
+            problems.append("%s: not installed here, so its package cannot be checked" % program)
+            continue
+        package = _owning_package(path)
+        if package is None:
+            problems.append("%s (%s): no Debian package owns it" % (program, path))
+            continue
+        fields = subprocess.run(["dpkg-query", "-W", "-f", "${Essential} ${Priority}", package],
+                                capture_output=True, text=True, check=False).stdout.split()
+        if package in allowed or "yes" in fields or "required" in fields:
+            continue
+        problems.append("%s comes from package %s, which is not in DEB_PACKAGES" % (program, package))
+    assert not problems, "\n".join(problems)
