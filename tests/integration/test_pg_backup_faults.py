@@ -116,12 +116,12 @@ def _find_pg_dump(cluster, database, timeout=30):
     return None
 
 
-def test_pg_dump_killed_in_zstd_pipeline(bulk, tmp_path):
-    """pg_dump dies, zstd sees a clean end of input and exits 0: the module must still fail."""
-    killed = {}
+def _start_killer(find, killed):
+    """A thread that SIGKILLs the process ``find()`` returns, 50 ms after it appears; ``killed``
+    gets its ``pid`` and ``cmdline`` (read just before the kill)."""
 
     def killer():
-        pid = _find_pg_dump(bulk, BULK)
+        pid = find()
         if pid:
             time.sleep(0.05)
             try:
@@ -134,6 +134,13 @@ def test_pg_dump_killed_in_zstd_pipeline(bulk, tmp_path):
 
     thread = threading.Thread(target=killer)
     thread.start()
+    return thread
+
+
+def test_pg_dump_killed_in_zstd_pipeline(bulk, tmp_path):
+    """pg_dump dies, zstd sees a clean end of input and exits 0: the module must still fail."""
+    killed = {}
+    thread = _start_killer(lambda: _find_pg_dump(bulk, BULK), killed)
     backups = tmp_path / "backups"
     res = backup(bulk, BULK, backups, compression="zstd")
     thread.join()
@@ -171,19 +178,8 @@ def _descendant(predicate, timeout=30):
 def test_compressor_killed_mid_stream(bulk, tmp_path):
     """zstd dies while the module moves its output to disk: the module fails naming zstd first."""
     killed = {}
-
-    def killer():
-        pid = _descendant(lambda argv: argv[0].endswith("zstd") and "-c" in argv and "-dcq" not in argv)
-        if pid:
-            time.sleep(0.05)
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed["pid"] = pid
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=killer)
-    thread.start()
+    thread = _start_killer(
+        lambda: _descendant(lambda argv: argv[0].endswith("zstd") and "-c" in argv and "-dcq" not in argv), killed)
     backups = tmp_path / "backups"
     res = backup(bulk, BULK, backups, compression="zstd")
     thread.join()
