@@ -845,8 +845,20 @@ class Rotation(object):
         latest = self.meta.current_version
         if self.meta.int_value(_vault.CURRENT_VERSION_KEY) != self.pointer:
             # Name the current version before a newer one exists, so readers of the pointer never take
-            # the pending version for the current one.
+            # the pending version for the current one. Custom metadata has no check-and-set, and this
+            # run read it a while ago (preflight logs in to PostgreSQL): a concurrent run may have
+            # rotated since. Writing the old map back would point Vault at a password PostgreSQL no
+            # longer has, so read it again and stop if another rotation left its marks. (A plain writer
+            # that only added a version leaves the map alone: version ``self.pointer`` is still what
+            # PostgreSQL has, and the check-and-set below refuses this run.)
             try:
+                fresh = self.vault.kv_metadata(self.path)
+                if fresh is None or fresh.custom_metadata != self.meta.custom_metadata:
+                    self.step("create", "failed", "another writer changed the secret since it was read")
+                    self.fail("%s: another writer changed %s since it was read (its newest version is now %s); "
+                              "PostgreSQL was not touched, run again to pick up the new state"
+                              % (self.what(), self.label, fresh.current_version if fresh else "gone"))
+                self.meta = fresh
                 self.vault.kv_update_custom_metadata(self.path, {_vault.CURRENT_VERSION_KEY: self.pointer},
                                                      meta=self.meta)
             except _vault.VaultError as exc:

@@ -452,6 +452,28 @@ def test_cas_conflict_touches_nothing(vault, server, single):
     assert statuses(result) == ["failed", "skipped", "skipped", "skipped"]
 
 
+def test_rotation_finished_by_another_run_during_preflight_is_left_alone(vault, server, single):
+    """A first rotation (no pointer yet) names the current version before writing; a concurrent run that
+    rotated completely while this one was logging in to PostgreSQL must not be pointed back at version 1."""
+    original = server.query_all
+
+    def rotate_meanwhile(conn, query, params=None):
+        if query == mod.SQL_ADMIN and vault.pointer_written is None:
+            vault.pointer_written = True
+            vault.seed(PATH, {"username": "app", "password": "Other-Run-Passw0rd"},
+                       custom={_vault.CURRENT_VERSION_KEY: "2", _vault.ROTATED_AT_KEY: "2026-12-02T12:00:00Z"})
+            server.roles["app"]["verifier"] = mod.scram_verifier("Other-Run-Passw0rd")
+        return original(conn, query, params)
+
+    vault.pointer_written = None
+    server.query_all = rotate_meanwhile
+    result = run(username="app")
+    assert result.failed and "another writer changed secret/app/database" in result["msg"], result["msg"]
+    assert "PostgreSQL was not touched" in result["msg"] and server.alters == []
+    assert [w for w in vault.writes if w[0] == "meta"] == [] and vault.pointer(PATH) == 2
+    assert server.accepts("app", "Other-Run-Passw0rd")
+
+
 def test_vault_unreachable_at_start(vault, backends, single):
     backends.side_effect = _vault.VaultUnreachableError(
         "Failed to authenticate to Vault with the token at http://127.0.0.1:8200: connection refused",
