@@ -63,9 +63,26 @@ options:
     description: Host name put into each check result (normally C(inventory_hostname)).
     type: str
     default: localhost
+  scope:
+    description:
+      - What is measured.
+      - V(host) reads C(/proc/stat), every CPU of the kernel, which in a container sharing the machine's kernel
+        (without lxcfs) is the whole machine, so a busy neighbour reads as a busy host.
+      - V(cgroup) reads this process's control group under O(cgroup_path) (v2 or v1), the CPU time of the
+        container over the CPUs it may use (its CPU quota, else the CPUs it may run on), and its memory
+        against its memory limit where it has one (without a limit it may use the machine's memory, which
+        C(/proc/meminfo) then describes). iowait and steal are not counted per group.
+      - V(auto) is V(cgroup) when the module runs in a container (podman's or docker's marker file, or
+        PID 1's C(container) variable) whose group can be read, with O(proc_path) left at C(/proc); else V(host).
+    type: str
+    choices: [auto, host, cgroup]
+    default: auto
+  cgroup_path:
+    description: Where the cgroup file system is mounted.
+    type: path
+    default: /sys/fs/cgroup
 notes:
-  - In a container that shares the host kernel without lxcfs, C(/proc/stat) describes the whole machine and
-    C(/proc/meminfo) the host's memory, not the container's limits.
+  - The result's RV(scope) says which was measured.
   - See C(docs/platform-health.md) for each check, its threshold and what to do when it fails.
 """
 
@@ -84,6 +101,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+scope:
+  description: What was measured, V(host) or V(cgroup) (see O(scope)).
+  returned: always
+  type: str
+  sample: cgroup
 window_seconds:
   description: Seconds from the first to the last reading.
   returned: always
@@ -116,8 +138,9 @@ cpu:
       type: float
       sample: 0.2
     cpus:
-      description: Number of CPUs in C(/proc/stat).
-      type: int
+      description: Number of CPUs in C(/proc/stat); with RV(scope=cgroup) the CPUs the group may use (its
+        quota, which can be a fraction).
+      type: float
       sample: 2
 memory:
   description: Memory use.
@@ -125,18 +148,23 @@ memory:
   type: dict
   contains:
     percent:
-      description: C(MemTotal - MemAvailable) as a percentage of C(MemTotal), averaged over the readings.
+      description: C(MemTotal - MemAvailable) as a percentage of C(MemTotal), averaged over the readings; with
+        RV(memory.source=cgroup) the group's usage less its inactive file pages, of its limit.
       type: float
       sample: 41.3
+    source:
+      description: V(cgroup) when the group's memory limit was the measure, else V(host).
+      type: str
+      sample: host
     max_percent:
       description: The highest reading.
       type: float
       sample: 41.9
     total_bytes:
-      description: C(MemTotal).
+      description: C(MemTotal), or the group's memory limit.
       type: int
     available_bytes:
-      description: C(MemAvailable) at the last reading.
+      description: C(MemAvailable) at the last reading, or what is left of the group's limit.
       type: int
     swap_used_percent:
       description: Swap in use at the last reading; null without swap.
@@ -150,17 +178,23 @@ checks:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import evaluate  # noqa: E402
-from ansible_collections.upkeep.runbooks.plugins.module_utils._host_load import ProcError, sample  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._host_load import (  # noqa: E402
+    Cgroup, ProcError, in_container, sample)
 
 
 def judge(facts, params, host):
+    whose = "" if facts["scope"] == "host" else "the container's "
     cpu = evaluate("host_cpu", host, facts["cpu"]["percent"], params["cpu_warn_percent"],
-                   params["cpu_fail_percent"], unit="%", what="CPU use over %s s" % facts["window_seconds"])
-    if facts["cpu"]["max_interval_percent"] is not None:
+                   params["cpu_fail_percent"], unit="%", what="%sCPU use over %s s" % (whose, facts["window_seconds"]))
+    if facts["cpu"]["max_interval_percent"] is not None and facts["scope"] == "host":
         cpu["message"] += " (busiest interval %s %%, iowait %s %%, steal %s %%)" % (
             facts["cpu"]["max_interval_percent"], facts["cpu"]["iowait_percent"], facts["cpu"]["steal_percent"])
+    elif facts["cpu"]["max_interval_percent"] is not None:
+        cpu["message"] += " of %s CPUs (busiest interval %s %%)" % (facts["cpu"]["cpus"],
+                                                                    facts["cpu"]["max_interval_percent"])
     mem = evaluate("host_memory", host, facts["memory"]["percent"], params["memory_warn_percent"],
-                   params["memory_fail_percent"], unit="%", what="memory use")
+                   params["memory_fail_percent"], unit="%",
+                   what="memory use" if facts["memory"]["source"] == "host" else "memory use of the container's limit")
     mem["message"] += " (highest %s %%)" % facts["memory"]["max_percent"]
     for item in (cpu, mem):
         item["threshold"]["unit"] = "%"  # the report shows value and limits in percent
@@ -178,6 +212,8 @@ def main():
             memory_fail_percent=dict(type="float", default=95.0),
             proc_path=dict(type="path", default="/proc"),
             host_label=dict(type="str", default="localhost"),
+            scope=dict(type="str", default="auto", choices=["auto", "host", "cgroup"]),
+            cgroup_path=dict(type="path", default="/sys/fs/cgroup"),
         ),
         supports_check_mode=True,
     )
@@ -189,8 +225,17 @@ def main():
         if not 0 <= warn <= fail <= 100:
             module.fail_json(msg="Failed to validate %s_warn_percent and %s_fail_percent: 0 <= warn <= fail <= 100"
                              % (kind, kind))
+    cgroup = None
+    if params["scope"] == "cgroup" or (params["scope"] == "auto" and params["proc_path"] == "/proc" and in_container()):
+        try:
+            cgroup = Cgroup(params["cgroup_path"])
+        except ProcError as exc:
+            if params["scope"] == "cgroup":
+                module.fail_json(msg="Failed to read the container's CPU and memory use: %s" % exc.message)
+            module.warn("running in a container whose control group cannot be read (%s): CPU and memory are the "
+                        "machine's" % exc.message)
     try:
-        facts = sample(params["proc_path"], params["window"], params["interval"])
+        facts = sample(params["proc_path"], params["window"], params["interval"], cgroup=cgroup)
     except ProcError as exc:
         module.fail_json(msg="Failed to read CPU and memory use: %s" % exc.message)
     facts["checks"] = judge(facts, params, params["host_label"])

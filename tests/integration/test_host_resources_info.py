@@ -57,6 +57,7 @@ def by_check(res):
 
 
 def test_exact_values_from_moving_counters(tmp_path):
+    """A procfs stand-in given as proc_path is read as a host even where auto would choose the cgroup."""
     with FakeProc(tmp_path):
         res = run_module("host_resources_info", {"proc_path": str(tmp_path), "window": 0.6, "interval": 0.2,
                                                  "host_label": "app1"})
@@ -87,6 +88,11 @@ def test_exact_values_from_moving_counters(tmp_path):
 def test_real_proc_of_this_machine():
     res = run_module("host_resources_info", {"window": 1, "interval": 0.5}, check_mode=True)
     assert not res.failed, res
+    # CI and this machine may themselves be containers: auto measures the container then.
+    contained = os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
+    assert res["scope"] == ("cgroup" if contained else "host")
+    res = run_module("host_resources_info", {"window": 1, "interval": 0.5, "scope": "host"}, check_mode=True)
+    assert not res.failed and res["scope"] == "host", res
     assert res["samples"] == 3
     assert res["cpu"]["cpus"] == os.cpu_count()
     assert 0 <= res["cpu"]["percent"] <= 100
@@ -104,3 +110,93 @@ def test_bad_input(tmp_path):
     res = run_module("host_resources_info", {"proc_path": str(tmp_path), "window": 0.1, "interval": 0.1})
     assert res.failed
     assert res["msg"].startswith("Failed to read CPU and memory use: cannot read %s/stat" % tmp_path)
+
+
+class FakeCgroup:
+    """A cgroup file system stand-in (v1 or v2) whose CPU counter a thread advances at 1.5 CPUs' worth of
+    time per second of wall time, the rate a container busy on one and a half cores shows."""
+
+    def __init__(self, path, version, quota=None, limit=None, usage=600 * 2**20, inactive=100 * 2**20):
+        self.path, self.version, self.start = path, version, None
+        self.stop = threading.Event()
+        if version == 2:
+            (path / "cgroup.controllers").write_text("cpu memory\n")
+            (path / "cpu.max").write_text("%s 100000\n" % (quota or "max"))
+            (path / "memory.max").write_text("%s\n" % (limit or "max"))
+            (path / "memory.current").write_text("%d\n" % usage)
+            (path / "memory.stat").write_text("anon 1\ninactive_file %d\nactive_file 2\n" % inactive)
+            self.counter = path / "cpu.stat"
+        else:
+            for sub in ("cpu,cpuacct", "memory"):
+                (path / sub).mkdir()
+            (path / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("%s\n" % (quota or -1))
+            (path / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
+            (path / "memory" / "memory.limit_in_bytes").write_text("%d\n" % (limit or 9223372036854771712))
+            (path / "memory" / "memory.usage_in_bytes").write_text("%d\n" % usage)
+            (path / "memory" / "memory.stat").write_text("cache 5\ntotal_inactive_file %d\n" % inactive)
+            (path / "cpu").symlink_to("cpu,cpuacct")
+            self.counter = path / "cpu,cpuacct" / "cpuacct.usage"
+        self.write(0.0)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def write(self, seconds):
+        used = 1.5 * seconds
+        text = ("usage_usec %d\nuser_usec 0\nsystem_usec 0\n" % (used * 1e6)) if self.version == 2 \
+            else "%d\n" % (used * 1e9)
+        tmp = self.counter.with_name(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.counter)
+
+    def run(self):
+        import time
+        self.start = time.monotonic()
+        while not self.stop.wait(0.005):
+            self.write(time.monotonic() - self.start)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_cgroup_scope_counts_the_container_only(tmp_path, version):
+    """1.5 CPUs of time per second over a quota of 2 CPUs is 75 %; memory is usage less inactive file pages
+    of the group's 1 GiB limit: (600 - 100) / 1024 MiB."""
+    with FakeCgroup(tmp_path, version, quota=200000, limit=2**30):
+        res = run_module("host_resources_info", {"scope": "cgroup", "cgroup_path": str(tmp_path), "window": 0.6,
+                                                 "interval": 0.2, "host_label": "db1"})
+    assert not res.failed, res
+    assert res["scope"] == "cgroup" and res["cpu"]["cpus"] == 2.0
+    # The counter moves in 5 ms steps while the module reads the clock on its own: a step's worth of slack.
+    assert 70 <= res["cpu"]["percent"] <= 80, res["cpu"]
+    assert res["cpu"]["iowait_percent"] is None and res["cpu"]["steal_percent"] is None
+    assert res["memory"]["source"] == "cgroup" and res["memory"]["percent"] == 48.83
+    assert res["memory"]["total_bytes"] == 2**30 and res["memory"]["available_bytes"] == 2**30 - 500 * 2**20
+    checks = by_check(res)
+    assert checks["host_cpu"]["status"] == "ok" and "the container's CPU use" in checks["host_cpu"]["message"]
+    assert "of 2.0 CPUs" in checks["host_cpu"]["message"]
+    assert "memory use of the container's limit is 48.83%" in checks["host_memory"]["message"]
+
+
+def test_cgroup_without_limits_uses_the_cpus_it_may_run_on_and_the_machines_memory(tmp_path):
+    with FakeCgroup(tmp_path, 1):
+        res = run_module("host_resources_info", {"scope": "cgroup", "cgroup_path": str(tmp_path), "window": 0.4,
+                                                 "interval": 0.2, "cpu_warn_percent": 50})
+    assert not res.failed, res
+    assert res["cpu"]["cpus"] == float(len(os.sched_getaffinity(0)))
+    assert res["memory"]["source"] == "host"
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        total_kb = int(next(line for line in handle if line.startswith("MemTotal:")).split()[1])
+    assert res["memory"]["total_bytes"] == total_kb * 1024
+
+
+def test_cgroup_scope_that_cannot_be_read(tmp_path):
+    res = run_module("host_resources_info", {"scope": "cgroup", "cgroup_path": str(tmp_path), "window": 0.2,
+                                             "interval": 0.1})
+    assert res.failed
+    assert res["msg"].startswith("Failed to read the container's CPU and memory use: no readable cgroup CPU "
+                                 "counter at %s/" % tmp_path), res["msg"]
