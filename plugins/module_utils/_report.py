@@ -280,14 +280,13 @@ def build_report(results, cadence, hosts=None, run=None, timestamp=None):
     if not isinstance(cadence, str) or not CADENCE_RE.match(cadence):
         raise ReportError(f"cadence {cadence!r} must match [a-z0-9_-]+")
     when = parse_timestamp(timestamp)
-    checked = add_missing_hosts(validate(results), hosts)
-    final = []
-    for item in order(checked):
-        clean = dict(item)
-        clean["value"] = redact(item["value"])
-        clean["threshold"] = redact(item["threshold"])
-        clean["message"] = mask_url_credentials(item["message"])
-        final.append(clean)
+    # validate() made each result a copy of its own: redact those in place, so the results are
+    # held once more than the caller's list, not twice.
+    final = order(add_missing_hosts(validate(results), hosts))
+    for item in final:
+        item["value"] = redact(item["value"])
+        item["threshold"] = redact(item["threshold"])
+        item["message"] = mask_url_credentials(item["message"])
     return {
         "schema_version": SCHEMA_VERSION,
         "cadence": cadence,
