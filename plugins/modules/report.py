@@ -99,7 +99,7 @@ options:
     description:
       - Keep the run history C(<dest>/<cadence>/history.json) (see C(docs/report.md), section History)
         and add the C(What changed since the last run) section and the C(Trends) charts to the report.
-      - The history is JSON Lines (schema 2: a header line, then one line per run), read one run at a
+      - The history is JSON Lines (schema 2, a header line and then one line per run), read one run at a
         time, so the memory the report needs does not grow with the file. A schema-1 history (one JSON
         document, written by earlier versions) is read and rewritten as schema 2 by the next real run.
       - The history is read and appended under an exclusive lock (C(history.lock)) and written
