@@ -121,39 +121,39 @@ def _is_number(value):
 def run_problem(run):
     """Why one run entry is unusable, or None. Checks every field the report reads, so a
     damaged entry is reported here instead of breaking the report later."""
-    if type(run) is not dict:
+    if not isinstance(run, dict):
         return f"is a {type(run).__name__}, not an object"
     try:
         _parse_time(run.get("generated_at"))
     except (TypeError, ValueError):
         return "has no valid generated_at"
     checks, metrics = run.get("checks"), run.get("metrics")
-    if type(checks) is not dict:
+    if not isinstance(checks, dict):
         return "checks is not an object"
     for host, statuses in checks.items():
-        if type(statuses) is not dict:
+        if not isinstance(statuses, dict):
             return f"checks of {host!r} is not an object"
         for check, status in statuses.items():
-            if status is not None and type(status) is not str:
+            if status is not None and not isinstance(status, str):
                 return f"the status of {host!r}/{check!r} is not text"
-    if type(metrics) is not dict:
+    if not isinstance(metrics, dict):
         return "metrics is not an object"
     for host, values in metrics.items():
-        if type(values) is not dict:
+        if not isinstance(values, dict):
             return f"metrics of {host!r} is not an object"
         for name, value in values.items():
             if not _is_number(value):
                 return f"metric {host!r}/{name!r} is not a finite number"
     thresholds = run.get("thresholds", {})
-    if type(thresholds) is not dict:
+    if not isinstance(thresholds, dict):
         return "thresholds is not an object"
     for host, per_check in thresholds.items():
-        if type(per_check) is not dict or any(type(limits) is not dict for limits in per_check.values()):
+        if not isinstance(per_check, dict) or any(not isinstance(limits, dict) for limits in per_check.values()):
             return f"thresholds of {host!r} is not an object of objects"
         for check, limits in per_check.items():
             if not all(_is_number(v) for v in limits.values()):
                 return f"a threshold of {host!r}/{check!r} is not a finite number"
-    if type(run.get("compacted", False)) is not bool:
+    if not isinstance(run.get("compacted", False), bool):
         return "compacted is not true or false"
     return None
 
@@ -301,7 +301,7 @@ class Scan:
             head = json.loads(line)
         except ValueError:
             return None
-        if type(head) is not dict or not isinstance(head.get("schema_version"), int):
+        if not isinstance(head, dict) or not isinstance(head.get("schema_version"), int):
             self.problem = "is damaged: line 1 is not a history header (an object with schema_version)"
             return 0
         version = head["schema_version"]

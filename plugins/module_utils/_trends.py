@@ -151,18 +151,18 @@ class _Series:
         self.ints = None  # None: empty; True/False: every value an int / a float; array("b") when mixed
 
     def add(self, run, value):
-        is_int = type(value) is int
+        is_int = isinstance(value, int) and not isinstance(value, bool)
         if self.ints is None:
             self.ints = is_int
-        elif self.ints is not is_int and type(self.ints) is bool:
+        elif self.ints is not is_int and isinstance(self.ints, bool):
             self.ints = array.array("b", [self.ints] * len(self.values))
-        if type(self.ints) is not bool:
+        if not isinstance(self.ints, bool):
             self.ints.append(is_int)
         self.runs.append(run)
         self.values.append(value)
 
     def value(self, index):
-        flag = self.ints if type(self.ints) is bool else self.ints[index]
+        flag = self.ints if isinstance(self.ints, bool) else self.ints[index]
         value = self.values[index]
         return int(value) if flag else value
 
