@@ -306,7 +306,7 @@ class Scan:
             return 0
         version = head["schema_version"]
         if version > SCHEMA_VERSION:
-            self.newer = True
+            self.newer, self.schema = True, version
             self.problem = (f"has schema_version {version}, newer than this collection knows "
                             f"({SCHEMA_VERSION})")
             return 0
@@ -361,7 +361,7 @@ class Scan:
         del data
         if isinstance(doc, dict) and isinstance(doc.get("schema_version"), int) and doc["schema_version"] > 1:
             if doc["schema_version"] > SCHEMA_VERSION:
-                self.newer = True
+                self.newer, self.schema = True, doc["schema_version"]
                 self.problem = (f"has schema_version {doc['schema_version']}, newer than this collection knows "
                                 f"({SCHEMA_VERSION})")
             else:

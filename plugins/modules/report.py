@@ -284,7 +284,8 @@ history:
       sample: 91
     schema_version:
       description: Schema version of the history file after this run (2 once written; 1 for a schema-1
-        history that a check-mode run only read; null when there was none).
+        history that a check-mode run only read; a newer one's own version, left alone; null when there
+        was none).
       type: int
       returned: when O(history) is true
       sample: 2

@@ -172,7 +172,7 @@ def test_newer_history_is_left_alone(tmp_path):
     path.write_text(json.dumps({"schema_version": 3, "cadence": "daily"}) + "\n{}\n")
     before = path.read_text()
     report, _paths, info = _report.run_report(day_results(5), "daily", str(tmp_path), timestamp=stamp(5))
-    assert not info["recorded"] and info["set_aside"] is None
+    assert not info["recorded"] and info["set_aside"] is None and info["schema_version"] == 3
     assert path.read_text() == before
     assert any(r["check"] == "report_history" and "newer" in r["message"] for r in report["results"])
 
