@@ -39,10 +39,12 @@ def fsync_dir(path, strict=True):
 def write_atomic(path, data, mode=0o600, strict_dir_sync=True, uid=-1, gid=-1):
     """Write ``data`` (bytes, or text written as UTF-8) to ``path`` atomically with ``mode``.
 
+    ``data`` may also be an iterable of such chunks, written one after the other, so a large
+    file (a report, a history) never has to be held whole in memory.
     ``uid``/``gid`` (-1: unchanged) are set on the temporary file before the rename, so the
     file appears under ``path`` already with its final owner and mode.
     """
-    if not isinstance(data, bytes):
+    if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
@@ -51,7 +53,11 @@ def write_atomic(path, data, mode=0o600, strict_dir_sync=True, uid=-1, gid=-1):
             os.fchmod(handle.fileno(), mode)
             if uid != -1 or gid != -1:
                 os.fchown(handle.fileno(), uid, gid)
-            handle.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
+            else:
+                for chunk in data:
+                    handle.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

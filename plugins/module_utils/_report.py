@@ -280,14 +280,13 @@ def build_report(results, cadence, hosts=None, run=None, timestamp=None):
     if not isinstance(cadence, str) or not CADENCE_RE.match(cadence):
         raise ReportError(f"cadence {cadence!r} must match [a-z0-9_-]+")
     when = parse_timestamp(timestamp)
-    checked = add_missing_hosts(validate(results), hosts)
-    final = []
-    for item in order(checked):
-        clean = dict(item)
-        clean["value"] = redact(item["value"])
-        clean["threshold"] = redact(item["threshold"])
-        clean["message"] = mask_url_credentials(item["message"])
-        final.append(clean)
+    # validate() made each result a copy of its own: redact those in place, so the results are
+    # held once more than the caller's list, not twice.
+    final = order(add_missing_hosts(validate(results), hosts))
+    for item in final:
+        item["value"] = redact(item["value"])
+        item["threshold"] = redact(item["threshold"])
+        item["message"] = mask_url_credentials(item["message"])
     return {
         "schema_version": SCHEMA_VERSION,
         "cadence": cadence,
@@ -307,7 +306,13 @@ def findings(report, status):
 
 
 def render_json(report):
-    return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    return "".join(json_chunks(report))
+
+
+def json_chunks(report):
+    """The text of report.json in pieces (the same text as one ``json.dumps``)."""
+    yield from json.JSONEncoder(indent=2, ensure_ascii=False, sort_keys=False).iterencode(report)
+    yield "\n"
 
 
 # --------------------------------------------------------------------------- HTML
@@ -554,8 +559,22 @@ def _plural(number, word):
 def render_html(report, trends=None):
     """One self-contained HTML page: inline CSS, no scripts, no external assets.
 
-    trends: the time series of the history (``_trends.series``) for the Trends charts.
+    trends: the time series of the history (``_trends.Trends`` or the dict ``_trends.series``
+    returns) for the Trends charts.
     """
+    return "".join(html_chunks(report, trends))
+
+
+def html_chunks(report, trends=None):
+    """The page of ``render_html`` in pieces, for writing it without holding it whole: one
+    host's table at a time."""
+    first = True
+    for part in _html_parts(report, trends):
+        yield part if first else "\n" + part
+        first = False
+
+
+def _html_parts(report, trends):
     summary = report["summary"]
     results = report["results"]
     status = summary["status"]
@@ -573,7 +592,7 @@ def render_html(report, trends=None):
     dry_run = ""
     if (report.get("run") or {}).get("check_mode") is True:
         dry_run = ' &middot; <span class="dry">CHECK MODE: a dry run, nothing was changed</span>'
-    out = [
+    yield from [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -597,21 +616,21 @@ def render_html(report, trends=None):
             f'<li><a href="#{_e(_anchor(h))}">{_badge(s)} {_e(h)}</a></li>'
             for h, s in sorted(summary["hosts"].items(), key=lambda hs: (_RANK[hs[1]], hs[0]))
         )
-        out.append(f'<ul class="hosts">{chips}</ul>')
+        yield f'<ul class="hosts">{chips}</ul>'
     meta = _meta(report.get("run") or {})
     if meta:
-        out.append(f'<dl class="meta">{meta}</dl>')
+        yield f'<dl class="meta">{meta}</dl>'
 
     if "changes" in report:
-        out.extend(_changes_html(report["changes"]))
+        yield from _changes_html(report["changes"])
     if report.get("capacity"):
-        out.extend(_capacity_html(report["capacity"], trends))
-    out.append(f'<h2 id="attention">Failures and warnings <span class="counts">{len(attention)}</span></h2>')
+        yield from _capacity_html(report["capacity"], trends)
+    yield f'<h2 id="attention">Failures and warnings <span class="counts">{len(attention)}</span></h2>'
     if attention:
-        out.append(_table(attention, with_host=True, with_threshold=False))
+        yield _table(attention, with_host=True, with_threshold=False)
     else:
         checks = _plural(summary["total"], "check")
-        out.append(f'<div class="allgood">No failures or warnings: all {checks} passed.</div>')
+        yield f'<div class="allgood">No failures or warnings: all {checks} passed.</div>'
 
     by_host = {}
     for item in results:
@@ -619,21 +638,20 @@ def render_html(report, trends=None):
     for host in sorted(by_host, key=lambda h: (_RANK[summary["hosts"][h]], h)):
         items = by_host[host]
         counts = {s: sum(1 for i in items if i["status"] == s) for s in STATUSES}
-        out.append(
+        yield (
             f'<h2 id="{_e(_anchor(host))}">{_badge(summary["hosts"][host])} {_e(host)} '
             f'<span class="counts">{counts["fail"]} fail &middot; {counts["warn"]} warn &middot; '
             f'{counts["ok"]} ok</span></h2>'
         )
-        out.append(_table(items, with_host=False, with_threshold=True))
+        yield _table(items, with_host=False, with_threshold=True)
 
     if trends:
-        out.extend(_trends_html(trends, summary["hosts"]))
-    out.append(
+        yield from _trends_html(trends, summary["hosts"])
+    yield (
         '<footer>Machine-readable copy: <a href="report.json">report.json</a> '
         f'(schema version {int(report["schema_version"])}). Written by upkeep.runbooks.report.</footer>'
     )
-    out.append("</main></body></html>\n")
-    return "\n".join(out)
+    yield "</main></body></html>\n"
 
 
 # --------------------------------------------------------------------------- history sections
@@ -799,8 +817,22 @@ def _fsync_dir(path):
 
 
 def atomic_write(path, text, mode=FILE_MODE):
-    """Write text to path via a temp file in the same directory: fsync, chmod, rename."""
+    """Write text (or an iterable of text pieces) to path via a temp file in the same directory:
+    fsync, chmod, rename."""
     write_atomic(path, text, mode=mode, strict_dir_sync=False)
+
+
+def _buffered(chunks, size=1 << 16):
+    """Join small text pieces into blocks of about ``size`` characters (fewer, larger writes)."""
+    block, length = [], 0
+    for chunk in chunks:
+        block.append(chunk)
+        length += len(chunk)
+        if length >= size:
+            yield "".join(block)
+            block, length = [], 0
+    if block:
+        yield "".join(block)
 
 
 def _ensure_dir(path):
@@ -868,8 +900,8 @@ def write_report(report, dest, trends=None):
         run_dir = _new_run_dir(cadence_dir, stamp)
         json_path = os.path.join(run_dir, "report.json")
         html_path = os.path.join(run_dir, "report.html")
-        atomic_write(json_path, render_json(report))
-        atomic_write(html_path, render_html(report, trends))
+        atomic_write(json_path, _buffered(json_chunks(report)))
+        atomic_write(html_path, _buffered(html_chunks(report, trends)))
         latest = _point_latest(cadence_dir, os.path.basename(run_dir))
     except OSError as exc:
         raise ReportError(_os_error(exc)) from exc
@@ -890,19 +922,50 @@ HISTORY_HOST = "localhost"
 CAPACITY_LEVELS = ("none", "summary", "full")
 
 
-def _other_runs(dest, cadence):
-    """Runs of the other cadences' histories (read-only): trends use every measurement."""
-    runs = []
+def _other_histories(dest, cadence, trends):
+    """Feed the runs of the other cadences' histories to trends (read-only, no lock: the writers
+    rename whole files into place). Returns a ``warn`` result for each history with a problem:
+    its damaged lines (or the whole file) are left out of the trends, and the report says so."""
+    found = []
     try:
         names = sorted(os.listdir(dest))
     except OSError:
-        return runs
+        return found
     for name in names:
         if name != cadence and CADENCE_RE.match(name):
             path = _history.history_path(dest, name)
             if os.path.isfile(path):
-                runs.extend(_history.read_runs(path, name))
-    return runs
+                scan = _history.Scan(path, name)
+                for run in scan.runs():
+                    trends.add(run)
+                problem = scan.message()
+                if problem:
+                    left_out = "it is left out of" if scan.problem else "those lines are left out of"
+                    found.append(result(
+                        f"report_history:{name}", HISTORY_HOST, "warn", {"path": path, "damaged_lines": [
+                            line for line, _why in scan.damaged]}, None,
+                        f"The {name} history {path} {problem}; {left_out} the trends and the capacity plan "
+                        f"until the next {name} run keeps the file aside and carries the readable runs over"))
+    return found
+
+
+def _own_problem(scan, path, record):
+    """The ``fail`` result for a problem of the cadence's own history, or None."""
+    problem = scan.message()
+    if not problem:
+        return None
+    if scan.set_aside and scan.problem:
+        what = f"the history {path} {problem}; it was moved aside to {scan.set_aside} and a new history starts"
+    elif scan.set_aside:
+        what = (f"the history {path} {problem}; the file as it was is kept as {scan.set_aside} and the readable "
+                "runs are carried over")
+    elif scan.newer or record:
+        what = f"the history {path} {problem}; it was left as it is and this run is not recorded in it"
+    else:
+        what = f"the history {path} {problem}; it was left as it is (a check-mode run moves and records nothing)"
+    return result("report_history", HISTORY_HOST, "fail",
+                  {"path": path, "set_aside": scan.set_aside, "damaged_lines": [line for line, _why in scan.damaged]},
+                  None, f"Failed to read report history: {what}")
 
 
 def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # noqa: PLR0913,PLR0917
@@ -910,6 +973,8 @@ def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # 
     """Build and write a report with its history: read the history under its lock, add the
     "what changed" and capacity sections and the charts, write the report, append this run.
 
+    The histories are read one run at a time into a ``_trends.Trends`` (only the series the page
+    and the plan need) and the previous run of the cadence; no history is held whole.
     record=False (check mode) reads the history but neither appends to it nor moves a damaged
     one aside. Returns (report, paths, history_info).
     """
@@ -927,38 +992,37 @@ def run_report(results, cadence, dest, hosts=None, run=None, timestamp=None,  # 
         _ensure_dir(cadence_dir)
         path = _history.history_path(dest, cadence)
         with _history.Locked(cadence_dir):
-            doc, problem = _history.load(path, cadence)
-            extra, aside = [], None
-            if problem:
-                if record and "newer than" not in problem:
-                    aside = _history.set_aside(path, now)
-                    doc = _history.new_history(cadence)
-                    what = f"the history {path} {problem}; it was moved aside to {aside} and a new history starts"
-                else:
-                    what = f"the history {path} {problem}; it was left as it is and this run is not recorded in it"
-                extra.append(result("report_history", HISTORY_HOST, "fail", {"path": path, "set_aside": aside},
-                                    None, f"Failed to read report history: {what}"))
-            own_runs = sorted(doc["runs"], key=lambda r: r["generated_at"]) if doc else []
+            trends = _trends.Trends()
+            own = _history.Scan(path, cadence)
+            previous = None
+            for past in own.runs():
+                trends.add(past)
+                if previous is None or past["generated_at"] >= previous["generated_at"]:
+                    previous = _trends.for_changes(past)
+            if record and (own.problem or own.damaged) and not own.newer:
+                own.preserve(now)
+            extra = [item for item in [_own_problem(own, path, record)] if item]
+            extra += _other_histories(dest, cadence, trends)
             report = build_report(list(_flatten([results])) + extra, cadence, hosts, run, timestamp)
             entry = _history.entry_of(report)
-            previous = own_runs[-1] if own_runs else None
+            trends.add(entry)
             report["changes"] = dict(_trends.changes(entry, previous), cadence=cadence,
                                      previous_at=previous["generated_at"] if previous else None)
-            all_runs = own_runs + _other_runs(dest, cadence) + [entry]
-            trends = _trends.series(all_runs)
+            previous = None
             if capacity != "none":
-                plan = _trends.capacity(all_runs, now)
+                plan = trends.capacity(now)
                 plan["detail"] = capacity
                 if capacity != "full":
                     for vol in plan["volumes"]:
                         vol.pop("fit", None)
                 report["capacity"] = plan
             paths = write_report(report, dest, trends)
-            info = {"enabled": True, "path": path, "problem": problem, "set_aside": aside, "recorded": False,
-                    "runs": len(own_runs)}
-            if record and doc is not None:
-                done = _history.append(path, cadence, entry, now=now, policy=policy)
-                info.update(recorded=done["appended"], runs=done["runs"])
+            info = {"enabled": True, "path": path, "problem": own.message(), "set_aside": own.set_aside,
+                    "recorded": False, "runs": own.count, "schema_version": own.schema}
+            if record and not own.newer:
+                done = _history.append(path, cadence, entry, now=now, policy=policy, scan=own)
+                info.update(recorded=done["appended"], runs=done["runs"], migrated=done["migrated"],
+                            schema_version=_history.SCHEMA_VERSION)
     except OSError as exc:
         raise ReportError(_os_error(exc)) from exc
     return report, paths, info

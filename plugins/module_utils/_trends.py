@@ -11,10 +11,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import array
 import datetime
 import functools
 import html
 import re
+from collections.abc import Mapping
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import human_bytes
 
@@ -111,6 +113,10 @@ def changes(current, previous, percent=DEFAULT_CHANGE_PERCENT, points=DEFAULT_CH
 # --------------------------------------------------------------------------- series
 
 _USED_RE = re.compile(r"^disk_free:(?P<label>.+)\.bytes_free$")
+_TOTAL_RE = re.compile(r"^disk_free:(?P<label>.+)\.bytes_total$")
+_SEQUENCE_RE = re.compile(r"^(?P<check>(?:.+:)?sequences)\.percent_used$")
+_DATABASE_RE = re.compile(r"^database_size:(?P<label>.+)$")
+_UTC = datetime.timezone.utc
 
 
 @functools.lru_cache(maxsize=4096)
@@ -119,23 +125,208 @@ def _used_label(metric):
     return match.group("label") if match else None
 
 
+@functools.lru_cache(maxsize=8192)
+def _role(metric):
+    """(chart key (family id, label) or None, True when the capacity plan reads the metric by name)."""
+    fam = family_of(metric)
+    own = bool(_USED_RE.match(metric) or _TOTAL_RE.match(metric) or _SEQUENCE_RE.match(metric))
+    return (fam[0], fam[3]) if fam else None, own
+
+
+def _limits_used(check):
+    """Thresholds the capacity plan reads: disk limits, connections, sequences."""
+    return check.startswith("disk_free:") or check == "connections" or check.endswith("sequences")
+
+
+class _Series:
+    """The points of one series, compact: run numbers and values in arrays (12 bytes a point
+    instead of a tuple, a datetime and a number object). Whether each value was an int or a
+    float is kept, so numbers come back exactly as the history had them (ints up to 2**53)."""
+
+    __slots__ = ("runs", "values", "ints")
+
+    def __init__(self):
+        self.runs = array.array("I")
+        self.values = array.array("d")
+        self.ints = None  # None: empty; True/False: every value an int / a float; array("b") when mixed
+
+    def add(self, run, value):
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if self.ints is None:
+            self.ints = is_int
+        elif self.ints is not is_int and isinstance(self.ints, bool):
+            self.ints = array.array("b", [self.ints] * len(self.values))
+        if not isinstance(self.ints, bool):
+            self.ints.append(is_int)
+        self.runs.append(run)
+        self.values.append(value)
+
+    def value(self, index):
+        flag = self.ints if isinstance(self.ints, bool) else self.ints[index]
+        value = self.values[index]
+        return int(value) if flag else value
+
+
+class Trends(Mapping):
+    """What the report needs from the histories, gathered one run at a time (``add``).
+
+    Keeps, per host, the chart series (the families), the series the capacity plan reads
+    (volume bytes free and total, sequences) and the newest disk, connection and sequence
+    limits; nothing else of a run. Reads like the dict ``series()`` returns,
+    ``{host: {family id: {label: [(datetime, value), ...]}, "__used": {...}}}``, built per host
+    on demand, so only the hosts a page charts are ever expanded. Points come back in time
+    order (runs of the same time in the order they were added), as a sort of all the runs would
+    give them.
+    """
+
+    def __init__(self):
+        self._times = array.array("d")  # UTC epoch of each run added
+        self._when = {}
+        self._fam = {}  # host -> {(family id, label): _Series}
+        self._own = {}  # host -> {metric: _Series}
+        self._limits = {}  # host -> {check: (epoch, limits)}
+
+    def add(self, run):
+        """Take what is needed from one history entry (a run dict as the history stores it)."""
+        index = len(self._times)
+        epoch = parse_time(run["generated_at"]).timestamp()
+        self._times.append(epoch)
+        for host, metrics in (run.get("metrics") or {}).items():
+            fam = self._fam.get(host)
+            if fam is None:
+                fam = self._fam[host] = {}
+                self._own[host] = {}
+            own = self._own[host]
+            for metric, value in metrics.items():
+                key, by_name = _role(metric)
+                if key is not None:
+                    series = fam.get(key)
+                    if series is None:
+                        series = fam[key] = _Series()
+                    series.add(index, value)
+                if by_name:
+                    series = own.get(metric)
+                    if series is None:
+                        series = own[metric] = _Series()
+                    series.add(index, value)
+        for host, per_check in (run.get("thresholds") or {}).items():
+            for check, limits in per_check.items():
+                if _limits_used(check):
+                    slot = self._limits.setdefault(host, {})
+                    known = slot.get(check)
+                    if known is None or epoch >= known[0]:
+                        slot[check] = (epoch, limits)
+
+    def __len__(self):
+        return len(self._fam)
+
+    def __iter__(self):
+        return iter(self._fam)
+
+    def __contains__(self, host):
+        return host in self._fam
+
+    def _at(self, run):
+        when = self._when.get(run)
+        if when is None:
+            when = self._when[run] = datetime.datetime.fromtimestamp(self._times[run], _UTC)
+        return when
+
+    def _order(self, series):
+        times = self._times
+        runs = series.runs
+        return sorted(range(len(runs)), key=lambda i: times[runs[i]])
+
+    def _list(self, series):
+        return [(self._at(series.runs[i]), series.value(i)) for i in self._order(series)]
+
+    def _points(self, series):
+        """{datetime: value} in time order; of two points at the same time the later added wins."""
+        return {self._at(series.runs[i]): series.value(i) for i in self._order(series)}
+
+    def __getitem__(self, host):
+        fam = self._fam[host]
+        out = {}
+        own = self._own[host]
+        for metric, free in own.items():
+            label = _used_label(metric)
+            total = own.get(metric[: -len("bytes_free")] + "bytes_total") if label else None
+            if total is None:
+                continue
+            totals = {total.runs[i]: total.value(i) for i in range(len(total.runs))}
+            points = [(self._at(free.runs[i]), totals[free.runs[i]] - free.value(i))
+                      for i in self._order(free) if free.runs[i] in totals]
+            if points:
+                out.setdefault("__used", {})[label] = points
+        for (fid, label), series in fam.items():
+            out.setdefault(fid, {})[label] = self._list(series)
+        return out
+
+    def _named(self, host, metric):
+        """The series of one metric of a host by its name, or None."""
+        series = self._own.get(host, {}).get(metric)
+        if series is None:
+            key = _role(metric)[0]
+            series = self._fam.get(host, {}).get(key) if key else None
+        return series
+
+    def capacity(self, now, horizon_days=3650, min_points=3):
+        """The capacity plan (see ``capacity()``) from the runs added."""
+        volumes, databases, connections, sequences = [], [], [], []
+        for host in sorted(set(self._fam) | set(self._limits)):
+            limits = {check: known[1] for check, known in self._limits.get(host, {}).items()}
+            names = set(self._own.get(host, {}))
+            names.update(f"database_size:{label}" for fid, label in self._fam.get(host, {}) if fid == "database_size")
+            for metric in sorted(names):
+                match = _USED_RE.match(metric)
+                if match:
+                    total = self._named(host, f"disk_free:{match.group('label')}.bytes_total")
+                    volumes.append(_volume(host, match.group("label"), self._points(self._named(host, metric)),
+                                           self._points(total) if total else {},
+                                           limits.get(f"disk_free:{match.group('label')}", {}), now,
+                                           horizon_days, min_points))
+                match = _DATABASE_RE.match(metric)
+                if match:
+                    databases.append(_database(host, match.group("label"), self._points(self._named(host, metric)),
+                                               now, min_points))
+                match = _SEQUENCE_RE.match(metric)
+                if match:
+                    sequences.append(_sequence(host, match.group("check"), self._points(self._named(host, metric)),
+                                               limits.get(match.group("check"), {}), now, horizon_days, min_points))
+            conn = self._fam.get(host, {}).get(("connections", "connections"))
+            if conn is not None:
+                values = self._points(conn)
+                peak_at = max(values, key=lambda w: values[w])
+                connections.append({"host": host, "peak_percent": values[peak_at],
+                                    "peak_at": peak_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                    "latest_percent": values[max(values)],
+                                    "warn_percent": (limits.get("connections") or {}).get("warn"),
+                                    "fail_percent": (limits.get("connections") or {}).get("fail")})
+        plan = {"volumes": volumes, "databases": databases, "connections": connections, "sequences": sequences}
+        plan["verdicts"] = verdicts(plan)
+        return plan
+
+
+def gather(runs):
+    """A Trends of runs (any cadences, any order)."""
+    trends = Trends()
+    for run in runs:
+        trends.add(run)
+    return trends
+
+
 def series(runs):
     """{host: {family id: {label: [(datetime, value), ...]}}} from history runs (any cadences)."""
-    out = {}
-    for run in sorted(runs, key=lambda r: r["generated_at"]):
-        when = parse_time(run["generated_at"])
-        for host, metrics in (run.get("metrics") or {}).items():
-            slot = out.setdefault(host, {})
-            for metric, value in metrics.items():
-                label = _used_label(metric)
-                if label:
-                    total = metrics.get(metric[: -len("bytes_free")] + "bytes_total")
-                    if total is not None:
-                        slot.setdefault("__used", {}).setdefault(label, []).append((when, total - value))
-                fam = family_of(metric)
-                if fam is not None:
-                    slot.setdefault(fam[0], {}).setdefault(fam[3], []).append((when, value))
-    return out
+    trends = gather(runs)
+    return {host: trends[host] for host in trends}
+
+
+def for_changes(run):
+    """What "what changed" needs of a previous run: its statuses and its watched numbers."""
+    metrics = {}
+    for host, values in (run.get("metrics") or {}).items():
+        metrics[host] = {m: v for m, v in values.items() if family_of(m) is not None}
+    return {"generated_at": run["generated_at"], "checks": run.get("checks") or {}, "metrics": metrics}
 
 
 def family_info(fid):
@@ -184,44 +375,7 @@ def _days(when, origin):
 
 def capacity(runs, now, horizon_days=3650, min_points=3):
     """The capacity plan from history runs (any cadences), see docs/report.md "Capacity planning"."""
-    volumes, databases, connections, sequences = [], [], [], []
-    by_host = {}
-    for run in sorted(runs, key=lambda r: r["generated_at"]):
-        when = parse_time(run["generated_at"])
-        for host, metrics in (run.get("metrics") or {}).items():
-            slot = by_host.setdefault(host, {})
-            for metric, value in metrics.items():
-                slot.setdefault(metric, {})[when] = value
-        for host, limits in (run.get("thresholds") or {}).items():
-            by_host.setdefault(host, {}).setdefault("__thresholds", {}).update(limits)
-    for host in sorted(by_host):
-        metrics = by_host[host]
-        limits = metrics.get("__thresholds", {})
-        for metric in sorted(metrics):
-            match = re.match(r"^disk_free:(?P<label>.+)\.bytes_free$", metric)
-            if match:
-                total = metrics.get(f"disk_free:{match.group('label')}.bytes_total", {})
-                volumes.append(_volume(host, match.group("label"), metrics[metric], total,
-                                       limits.get(f"disk_free:{match.group('label')}", {}), now,
-                                       horizon_days, min_points))
-            match = re.match(r"^database_size:(?P<label>.+)$", metric)
-            if match:
-                databases.append(_database(host, match.group("label"), metrics[metric], now, min_points))
-            match = re.match(r"^(?P<check>(?:.+:)?sequences)\.percent_used$", metric)
-            if match:
-                sequences.append(_sequence(host, match.group("check"), metrics[metric],
-                                           limits.get(match.group("check"), {}), now, horizon_days, min_points))
-        if "connections" in metrics:
-            values = metrics["connections"]
-            peak_at = max(values, key=lambda w: values[w])
-            connections.append({"host": host, "peak_percent": values[peak_at],
-                                "peak_at": peak_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                "latest_percent": values[max(values)],
-                                "warn_percent": (limits.get("connections") or {}).get("warn"),
-                                "fail_percent": (limits.get("connections") or {}).get("fail")})
-    plan = {"volumes": volumes, "databases": databases, "connections": connections, "sequences": sequences}
-    plan["verdicts"] = verdicts(plan)
-    return plan
+    return gather(runs).capacity(now, horizon_days, min_points)
 
 
 FIT_POINTS = 48

@@ -99,9 +99,15 @@ options:
     description:
       - Keep the run history C(<dest>/<cadence>/history.json) (see C(docs/report.md), section History)
         and add the C(What changed since the last run) section and the C(Trends) charts to the report.
+      - The history is JSON Lines (schema 2, a header line and then one line per run), read one run at a
+        time, so the memory the report needs does not grow with the file. A schema-1 history (one JSON
+        document, written by earlier versions) is read and rewritten as schema 2 by the next real run.
       - The history is read and appended under an exclusive lock (C(history.lock)) and written
-        atomically. A damaged history is moved aside to C(history.json.damaged-<UTC stamp>) and
-        reported as the C(fail) result C(report_history); it is never silently reset.
+        atomically. Damage is reported as the C(fail) result C(report_history) naming the file and
+        each damaged line; the next real run keeps the file as it was under
+        C(history.json.damaged-<UTC stamp>) and carries every readable run over (a file whose header
+        cannot be read is moved there and a new history starts). It is never silently reset.
+        Damage in another cadence's history is a C(warn) result C(report_history:<cadence>).
       - Check-mode runs read the history but do not append to it.
     type: bool
     default: true
@@ -139,7 +145,8 @@ notes:
     Passwords inside URLs (C(scheme://user:password@host)) are masked in every string."
   - Redaction is a safety net. Checks must not put secrets into results in the first place.
   - The layout on disk and the JSON schema (schema_version 1) are described in C(docs/report.md)
-    of the collection, with a JSON Schema in C(docs/report.schema.json).
+    of the collection, with a JSON Schema in C(docs/report.schema.json); the history format
+    (schema_version 2) is described there too, section History.
 seealso:
   - name: Report layout and schema
     description: docs/report.md in the upkeep.runbooks collection.
@@ -275,6 +282,18 @@ history:
       type: int
       returned: when O(history) is true
       sample: 91
+    schema_version:
+      description: Schema version of the history file after this run (2 once written; 1 for a schema-1
+        history that a check-mode run only read; a newer one's own version, left alone; null when there
+        was none).
+      type: int
+      returned: when O(history) is true
+      sample: 2
+    migrated:
+      description: Whether this run rewrote a schema-1 history as schema 2.
+      type: bool
+      returned: when this run was recorded
+      sample: false
 changes:
   description: The C(changes) object of C(report.json), see C(docs/report.md).
   returned: when O(history) is true

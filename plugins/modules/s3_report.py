@@ -18,8 +18,9 @@ description:
     C(<cadence>) comes from C(report.json) and C(<run>) is the report directory's name (its UTC time, for
     example V(20261202T013000Z), with the C(-2) suffix the report module adds to a second report in the same
     second).
-  - C(report.json) and C(report.html) are copied, and O(history) (the cadence's C(history.json)) when given and
-    present, as it was after this run. Every object carries its SHA-256 as C(x-amz-meta-sha256) and is verified
+  - C(report.json) and C(report.html) are copied, and O(history) (the cadence's C(history.json), JSON Lines since
+    history schema 2, stored with Content-Type C(application/x-ndjson)) when given and present, as it was after
+    this run. Every object carries its SHA-256 as C(x-amz-meta-sha256) and is verified
     after the upload.
   - Then C(<prefix>/<environment>/<cadence>/latest.json) is written, last, naming the run and its objects. It is
     only moved forward; a run older than the one it names leaves it alone.
@@ -30,7 +31,9 @@ description:
   - With O(state=fetched), brings the history of the newest stored run (the C(history.json) the C(latest.json)
     pointer names) to C(<dest>/<cadence>/history.json) when there is no local history, so a controller that
     starts empty (an AWX job) continues the cadence's history instead of starting a new one. A local history is
-    never replaced.
+    never replaced. The fetched history is checked line by line (one run at a time) before it is put in place; a
+    damaged one is refused with the line named. A schema-1 history (stored by an earlier version of the
+    collection) is fetched as it is and rewritten as schema 2 by the next report.
   - Runs on the controller, next to M(upkeep.runbooks.report), with C(delegate_to=localhost) and C(run_once=true).
 author:
   - upkeep.runbooks maintainers (@upkeep-runbooks)
@@ -279,6 +282,11 @@ runs:
   returned: with O(state=fetched), when a history was fetched outside check mode
   type: int
   sample: 57
+schema_version:
+  description: With O(state=fetched), the schema version of the fetched history (1 or 2).
+  returned: with O(state=fetched), when a history was fetched outside check mode
+  type: int
+  sample: 2
 reason:
   description: With O(state=fetched), why nothing was fetched.
   returned: with O(state=fetched), when nothing was fetched
@@ -350,12 +358,25 @@ def _local_report(params):
     skipped = []
     if params.get("history"):
         if os.path.isfile(params["history"]):
-            items.append(_item(root, params["history"], HISTORY_NAME, "application/json"))
+            items.append(_item(root, params["history"], HISTORY_NAME, _history_type(params["history"])))
         else:
             skipped.append("%s: no history file yet" % params["history"])
     summary = report.get("summary") if isinstance(report.get("summary"), dict) else {}
     meta = {"generated_at": report.get("generated_at"), "status": summary.get("status")}
     return cadence, run, items, skipped, meta
+
+
+def _history_type(path):
+    """JSON Lines for a schema-2 history (header line first), JSON for an older one-document history."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(4096)
+        head = json.loads(first.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "application/json"
+    if isinstance(head, dict) and head.get("schema_version") == 2 and "runs" not in head:
+        return "application/x-ndjson"
+    return "application/json"
 
 
 def _item(root, path, name, content_type):
@@ -432,7 +453,8 @@ def run_fetched(module, s3, params):
             if os.path.lexists(temp):
                 os.unlink(temp)
             _s3.download_verified(s3, bucket, key, temp, sha256=entry["sha256"], size=entry["size"])
-            doc, problem = _history.load(temp, cadence)
+            scan = _history.Scan(temp, cadence).consume()  # one run at a time: checks every line
+            problem = scan.message()
             if problem:
                 raise Failure("%s: the stored history %s %s" % (where, result["source"], problem))
             os.chmod(temp, _history.FILE_MODE)
@@ -445,7 +467,7 @@ def run_fetched(module, s3, params):
     finally:
         if os.path.lexists(temp):
             os.unlink(temp)
-    result.update(changed=True, fetched=True, runs=len(doc["runs"]))
+    result.update(changed=True, fetched=True, runs=scan.count, schema_version=scan.schema)
     return result
 
 

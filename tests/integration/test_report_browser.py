@@ -9,7 +9,6 @@ Set UPKEEP_REPORT_SCREENSHOT=docs/report-annually.png to refresh the screenshot 
 """
 
 import datetime
-import json
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _report
 from tests.integration.cdp import Browser, chromium_path
-from tests.unit.history_factory import START, day_results, generate_runs, history_doc
+from tests.unit.history_factory import START, day_results, generate_runs, write_history
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (make deps, or apt-get install chromium)")
@@ -47,9 +46,7 @@ def stamp(day):
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     dest = tmp_path_factory.mktemp("reports")
-    history = dest / "daily" / "history.json"
-    history.parent.mkdir(parents=True)
-    history.write_text(json.dumps(history_doc(generate_runs(DAYS))))
+    write_history(dest / "daily" / "history.json", generate_runs(DAYS))
     run = {"playbook": "playbooks/daily.yml", "check_mode": False}
     daily = day_results(DAYS)
     daily[0] = dict(daily[0], status="warn")  # a check that changed status since yesterday

@@ -50,6 +50,16 @@ def body(obj):
     return obj["Body"].read()
 
 
+def history_runs(data):
+    """The runs of a schema-2 history (JSON Lines: a header line, then one run per line)."""
+    lines = data.splitlines()
+    assert json.loads(lines[0])["schema_version"] == 2
+    return [json.loads(line) for line in lines[1:]]
+
+
+SCHEMA1_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "history" / "schema1-daily.json"
+
+
 def digests(directory):
     return dict((name, hashlib.sha256((Path(directory) / name).read_bytes()).hexdigest())
                 for name in sorted(os.listdir(directory)))
@@ -90,6 +100,7 @@ def test_report_lands_verified_with_latest_pointer(s3_server, s3_bucket, env, tm
         assert remote[run1 + name]["ServerSideEncryption"] == "AES256"
     assert remote[run1 + "report.html"]["ContentType"].startswith("text/html")
     assert body(remote[run1 + "history.json"]) == Path(first["history"]["path"]).read_bytes()
+    assert remote[run1 + "history.json"]["ContentType"] == "application/x-ndjson"
     pointer = json.loads(body(remote[base + "latest.json"]))
     assert pointer["run"] == "20261201T013000Z" and pointer["prefix"] == run1
     assert pointer["cadence"] == "daily" and pointer["environment"] == "production"
@@ -110,8 +121,8 @@ def test_report_lands_verified_with_latest_pointer(s3_server, s3_bucket, env, tm
     assert json.loads(body(objects(s3_server, s3_bucket)[base + "latest.json"]))["run"] == "20261202T013000Z"
     # The history copied with the second run holds both runs; the first copy is untouched.
     remote = objects(s3_server, s3_bucket)
-    assert len(json.loads(body(remote[base + "20261202T013000Z/history.json"]))["runs"]) == 2
-    assert len(json.loads(body(remote[run1 + "history.json"]))["runs"]) == 1
+    assert len(history_runs(body(remote[base + "20261202T013000Z/history.json"]))) == 2
+    assert len(history_runs(body(remote[run1 + "history.json"]))) == 1
 
 
 def test_history_continues_from_the_store(s3_server, s3_bucket, env, tmp_path):
@@ -144,12 +155,48 @@ def test_history_continues_from_the_store(s3_server, s3_bucket, env, tmp_path):
 
     kept = run_module("s3_report", args, env=env)
     assert kept["fetched"] is False and kept["reason"] == "a local history exists"
-    assert json.loads(local.read_text())["runs"][-1]["generated_at"] == "2026-12-03T01:30:00Z"
+    assert history_runs(local.read_bytes())[-1]["generated_at"] == "2026-12-03T01:30:00Z"
 
     dead = run_module("s3_report", dict(args, dest=str(tmp_path / "dead")),
                       env=dict(env, AWS_ENDPOINT_URL="http://127.0.0.1:%d" % free_port()))
     assert dead.failed and dead["msg"].startswith("Failed to fetch the daily history from s3://"), dead["msg"]
     assert "connection refused" in dead["msg"] and not (tmp_path / "dead").exists()
+
+
+def test_schema1_history_in_the_store_is_fetched_then_migrated(s3_server, s3_bucket, env, tmp_path):
+    """A store filled by the collection before history schema 2 holds one-document histories."""
+    old = write_report(tmp_path / "old", "2026-02-09T02:30:00Z")
+    stored = run_module("s3_report", store_args(old, s3_bucket, history=str(SCHEMA1_FIXTURE)), env=env)
+    assert not stored.failed, stored
+    remote = objects(s3_server, s3_bucket)
+    key = "reports/production/daily/20260209T023000Z/history.json"
+    assert body(remote[key]) == SCHEMA1_FIXTURE.read_bytes() and remote[key]["ContentType"] == "application/json"
+
+    args = {"state": "fetched", "cadence": "daily", "dest": str(tmp_path / "fresh"), "bucket": s3_bucket,
+            "environment": "production"}
+    fetched = run_module("s3_report", args, env=env)
+    assert not fetched.failed and fetched["fetched"] and fetched["runs"] == 40, fetched
+    assert fetched["schema_version"] == 1
+    local = tmp_path / "fresh" / "daily" / "history.json"
+    assert local.read_bytes() == SCHEMA1_FIXTURE.read_bytes()
+
+    nxt = write_report(tmp_path / "fresh", "2026-02-10T02:30:00Z")
+    assert nxt["history"]["migrated"] is True and nxt["history"]["runs"] == 41, nxt["history"]
+    assert nxt["changes"]["previous_at"] == "2026-02-09T02:30:00Z"
+    runs = history_runs(local.read_bytes())
+    fixture = json.loads(SCHEMA1_FIXTURE.read_text())["runs"]
+    assert [r["metrics"] for r in runs[:40]] == [r["metrics"] for r in fixture]
+
+    # A damaged stored history is refused with the line named; nothing lands locally.
+    broken = tmp_path / "broken-history.json"
+    lines = local.read_bytes().splitlines()
+    lines[7] = lines[7][:50]
+    broken.write_bytes(b"\n".join(lines) + b"\n")
+    later = write_report(tmp_path / "old", "2026-02-11T02:30:00Z")
+    assert not run_module("s3_report", store_args(later, s3_bucket, history=str(broken)), env=env).failed
+    refused = run_module("s3_report", dict(args, dest=str(tmp_path / "other")), env=env)
+    assert refused.failed and "has 1 damaged line (line 8: not valid JSON" in refused["msg"], refused["msg"]
+    assert not (tmp_path / "other" / "daily" / "history.json").exists()
 
 
 def test_report_is_written_once(s3_server, s3_bucket, env, tmp_path):

@@ -62,4 +62,12 @@ def generate_runs(days=90, start=START, odd_days=(45,), gap=None, **kwargs):
 
 
 def history_doc(runs, cadence="daily"):
-    return {"schema_version": _history.SCHEMA_VERSION, "cadence": cadence, "runs": runs}
+    """A schema-1 history document (the format before JSON Lines), for reading and migration tests."""
+    return {"schema_version": 1, "cadence": cadence, "runs": runs}
+
+
+def write_history(path, runs, cadence="daily"):
+    """A schema-2 history file of these runs, written by the real writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _history.write_history(str(path), cadence, runs)
+    return path

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import re
 import random
+import tracemalloc
 from pathlib import Path
 
 import jsonschema
@@ -14,9 +15,12 @@ import pytest
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _history, _report, _trends
 from ansible_collections.upkeep.runbooks.plugins.module_utils._checks import result
 
-from .history_factory import GIB, START, day_results, generate_runs, history_doc
+from .history_factory import GIB, START, day_results, generate_runs, write_history
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+# A schema-1 history written by the report code before schema 2 (40 daily runs of
+# history_factory.day_results, day 20 odd, history_policy full_days 30: the first 9 compacted).
+SCHEMA1_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "history" / "schema1-daily.json"
 
 
 def stamp(day, start=START):
@@ -24,10 +28,11 @@ def stamp(day, start=START):
 
 
 def seed(dest, runs, cadence="daily"):
-    path = Path(dest) / cadence / "history.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(history_doc(runs, cadence)))
-    return path
+    return write_history(Path(dest) / cadence / "history.json", runs, cadence)
+
+
+def lines(path):
+    return Path(path).read_bytes().splitlines()
 
 
 # --------------------------------------------------------------------------- format
@@ -107,22 +112,107 @@ def test_damaged_history_is_set_aside_and_reported(tmp_path):
     failed = [r for r in report["results"] if r["check"] == "report_history"]
     assert len(failed) == 1 and failed[0]["status"] == "fail"
     assert failed[0]["message"].startswith("Failed to read report history: ")
+    assert "a new history starts" in failed[0]["message"]
     aside = Path(info["set_aside"])
     assert aside.name == "history.json.damaged-" + stamp(5).replace("-", "").replace(":", "")
     assert aside.read_text().endswith("[")  # preserved as it was
-    assert len(json.loads(path.read_text())["runs"]) == 1
+    assert len(_history.read_runs(str(path), "daily")) == 1
+
+
+def test_damaged_lines_are_named_kept_aside_and_the_other_runs_carried_over(tmp_path):
+    path = seed(tmp_path, generate_runs(6))
+    raw = lines(path)
+    raw[3] = raw[3][: len(raw[3]) // 2]  # the third run (line 4) cut in the middle
+    bad = json.loads(raw[5])
+    bad["metrics"]["db1"]["connections"] = "many"  # line 6: a metric that is no number
+    raw[5] = json.dumps(bad).encode()
+    damaged = b"\n".join(raw) + b"\n"
+    path.write_bytes(damaged)
+
+    # check mode: named, nothing moved or written
+    report, _paths, info = _report.run_report(day_results(6), "daily", str(tmp_path), timestamp=stamp(6),
+                                              record=False)
+    [failed] = [r for r in report["results"] if r["check"] == "report_history"]
+    assert f"the history {path} has 2 damaged lines (line 4: not valid JSON" in failed["message"], failed["message"]
+    assert "line 6: the run metric 'db1'/'connections' is not a finite number" in failed["message"]
+    assert "4 readable runs" in failed["message"] and "left as it is" in failed["message"]
+    assert failed["value"]["damaged_lines"] == [4, 6]
+    assert report["changes"]["previous_at"] == stamp(5)  # the readable runs still count
+    assert path.read_bytes() == damaged and not list(path.parent.glob("*.damaged-*")) and not info["recorded"]
+
+    report, _paths, info = _report.run_report(day_results(6), "daily", str(tmp_path), timestamp=stamp(6))
+    [failed] = [r for r in report["results"] if r["check"] == "report_history"]
+    aside = Path(info["set_aside"])
+    assert aside.read_bytes() == damaged  # the file as it was, under its damaged-<stamp> name
+    assert f"the file as it was is kept as {aside}" in failed["message"]
+    kept = _history.read_runs(str(path), "daily")  # raises on any damage
+    assert [r["generated_at"] for r in kept] == [stamp(d) for d in (0, 1, 3, 5, 6)]
+    assert info["recorded"] and info["runs"] == 5
+    # the next run finds nothing wrong
+    report, _paths, info = _report.run_report(day_results(7), "daily", str(tmp_path), timestamp=stamp(7))
+    assert not [r for r in report["results"] if r["check"] == "report_history"] and info["problem"] is None
+
+
+def test_damage_in_another_cadence_is_reported_as_a_warning(tmp_path):
+    path = seed(tmp_path, generate_runs(5))
+    raw = lines(path)
+    raw[2] = b"{not json"
+    path.write_bytes(b"\n".join(raw) + b"\n")
+    report, _paths, _info = _report.run_report(day_results(5), "annually", str(tmp_path), timestamp=stamp(5),
+                                               capacity="full")
+    [warned] = [r for r in report["results"] if r["check"] == "report_history:daily"]
+    assert warned["status"] == "warn" and warned["host"] == "localhost"
+    assert f"The daily history {path} has 1 damaged line (line 3: not valid JSON" in warned["message"]
+    assert report["capacity"]["volumes"][0]["points"] == 5  # 4 readable daily runs + this one
+    assert path.read_bytes().count(b"{not json") == 1  # only a daily run touches the daily history
 
 
 def test_newer_history_is_left_alone(tmp_path):
     path = seed(tmp_path, [])
-    path.write_text(json.dumps({"schema_version": 2, "cadence": "daily", "runs": []}))
+    path.write_text(json.dumps({"schema_version": 3, "cadence": "daily"}) + "\n{}\n")
     before = path.read_text()
     report, _paths, info = _report.run_report(day_results(5), "daily", str(tmp_path), timestamp=stamp(5))
-    assert not info["recorded"] and info["set_aside"] is None
+    assert not info["recorded"] and info["set_aside"] is None and info["schema_version"] == 3
     assert path.read_text() == before
     assert any(r["check"] == "report_history" and "newer" in r["message"] for r in report["results"])
 
 
+def test_a_whole_document_claiming_schema_2_is_damage(tmp_path):
+    path = seed(tmp_path, [])
+    path.write_text(json.dumps({"schema_version": 2, "cadence": "daily", "runs": generate_runs(2)}))
+    scan = _history.Scan(str(path), "daily").consume()
+    assert scan.count == 0 and "schema 2 is JSON Lines" in scan.message()
+
+
+def test_schema1_history_is_read_then_migrated_on_the_next_write(tmp_path):
+    fixture = json.loads(SCHEMA1_FIXTURE.read_text())
+    assert fixture["schema_version"] == 1 and len(fixture["runs"]) == 40
+    old, new = tmp_path / "old", tmp_path / "new"
+    path = old / "daily" / "history.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(SCHEMA1_FIXTURE.read_bytes())
+    seed(new, fixture["runs"])  # the same runs as schema 2
+
+    # Reading: a check-mode report of either file is the same page.
+    pages = []
+    for dest in (old, new):
+        report, paths, info = _report.run_report(day_results(40), "annually", str(dest), timestamp=stamp(40),
+                                                 capacity="full", record=False)
+        pages.append((Path(paths["html_path"]).read_text(), report["capacity"]))
+    assert pages[0] == pages[1]
+    report, _paths, info = _report.run_report(day_results(40), "daily", str(old), timestamp=stamp(40), record=False)
+    assert info["schema_version"] == 1 and info["runs"] == 40 and report["changes"]["previous_at"] == stamp(39)
+    assert path.read_bytes() == SCHEMA1_FIXTURE.read_bytes()
+
+    # Writing: the next real run rewrites it as schema 2, every run carried over (policy applied).
+    report, _paths, info = _report.run_report(day_results(40), "daily", str(old), timestamp=stamp(40))
+    assert info["recorded"] and info["migrated"] and info["runs"] == 41 and info["problem"] is None
+    head = json.loads(lines(path)[0])
+    assert head["schema_version"] == 2 and head["cadence"] == "daily" and head["format"] == _history.FORMAT
+    entry = _history.entry_of(report)
+    expected = _history.prune(fixture["runs"] + [entry], START + datetime.timedelta(days=40))
+    assert _history.read_runs(str(path), "daily") == json.loads(json.dumps(expected))
+    assert len(lines(path)) == 42 and all(line.startswith(b'{"generated_at":') for line in lines(path)[1:])
 def test_check_mode_reads_but_does_not_record(tmp_path):
     path = seed(tmp_path, generate_runs(3))
     before = path.read_text()
@@ -145,9 +235,8 @@ def test_two_concurrent_writers_lose_nothing(tmp_path):
     for proc in procs:
         proc.join(120)
         assert proc.exitcode == 0
-    doc = json.loads((tmp_path / "daily" / "history.json").read_text())
-    assert not _history.validate(doc, "daily")
-    seen = sorted((host, run["metrics"][host]["database_size:app"]) for run in doc["runs"] for host in run["metrics"])
+    runs = _history.read_runs(str(tmp_path / "daily" / "history.json"), "daily")  # raises on any damage
+    seen = sorted((host, run["metrics"][host]["database_size:app"]) for run in runs for host in run["metrics"])
     assert seen == sorted((f"w{w}", n) for w in (1, 2) for n in range(15))
     assert len(list((tmp_path / "daily").glob("2*"))) == 30
     assert not list((tmp_path / "daily").glob("*.damaged-*"))
@@ -322,9 +411,52 @@ def test_dr_drills_are_kept_and_shown_against_earlier_drills(tmp_path):
     # the annual rehearsal's report charts it with the quarterly drills (the histories of every cadence)
     _report.run_report([drill_result(120.0, 2.0, outage=61.5, kind="rehearsal")], "annually", str(tmp_path),
                        timestamp=stamp(100))
-    annual = Path(tmp_path / "annually" / "history.json").read_text()
-    assert json.loads(annual)["runs"][-1]["metrics"]["dr1"]["dr_drill.user_outage_seconds"] == 61.5
-    trends = _trends.series(json.loads(Path(_history.history_path(str(tmp_path), "quarterly")).read_text())["runs"]
-                            + json.loads(annual)["runs"])
+    annual = _history.read_runs(_history.history_path(str(tmp_path), "annually"), "annually")
+    assert annual[-1]["metrics"]["dr1"]["dr_drill.user_outage_seconds"] == 61.5
+    trends = _trends.series(_history.read_runs(_history.history_path(str(tmp_path), "quarterly"), "quarterly")
+                            + annual)
     assert [value for _when, value in trends["dr1"]["dr_drill"]["rto_seconds"]] == [40.0, 95.0, 120.0]
     assert "DR drills: RTO, RPO, user-visible outage" in Path(paths["html_path"]).read_text()
+
+
+# --------------------------------------------------------------------------- streaming and memory
+
+def test_trends_give_back_the_numbers_as_the_history_had_them():
+    runs = generate_runs(6)
+    runs[2]["metrics"]["db1"]["connections"] = 40  # an int among floats
+    runs[4]["metrics"]["db1"]["database_size:app"] = 2 ** 40 + 0.5  # a float among ints
+    trends = _trends.gather(reversed(runs))  # any order in, time order out
+    assert dict(trends) == _trends.series(runs)
+    conn = trends["db1"]["connections"]["connections"]
+    assert [type(v) for _w, v in conn] == [float, float, int, float, float, float]
+    sizes = [v for _w, v in trends["db1"]["database_size"]["app"]]
+    assert sizes[4] == 2 ** 40 + 0.5 and all(type(v) is int for i, v in enumerate(sizes) if i != 4)
+    used = trends["db1"]["__used"]["database"]
+    assert used[0][1] == runs[0]["metrics"]["db1"]["disk_free:database.bytes_total"] - runs[0]["metrics"]["db1"][
+        "disk_free:database.bytes_free"]
+    assert "db9" not in trends and trends.get("db9") is None
+
+
+def _wide_runs(days, hosts):
+    for day in range(days):
+        results = [r for h in range(hosts) for r in day_results(day, host=f"db{h:03d}")]
+        yield _history.entry_of(_report.build_report(results, "daily", timestamp=stamp(day)))
+
+
+def test_reading_a_history_holds_one_run_at_a_time(tmp_path):
+    """The report's read of a history costs what the charts and the plan keep, not the file."""
+    path = seed(tmp_path, _wide_runs(60, 60))
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        trends = _trends.Trends()
+        scan = _history.Scan(str(path), "daily")
+        for run in scan.runs():
+            trends.add(run)
+        plan = trends.capacity(START + datetime.timedelta(days=60))
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert scan.count == 60 and not scan.message() and len(plan["volumes"]) == 60
+    # the file parsed whole takes several times its size; one run a time and the kept series a fraction
+    assert peak < size / 2, (peak, size)
