@@ -25,7 +25,9 @@ description:
   - The row counts and the dump come from the same snapshot. The module opens a C(REPEATABLE READ READ ONLY)
     transaction, reads the WAL position, exports the snapshot with C(pg_export_snapshot()), starts
     C(pg_dump --snapshot=<id>) and counts the rows of every table with C(count(*)) in that transaction
-    while pg_dump runs. The transaction stays open until pg_dump has finished.
+    while pg_dump runs, one table at a time and without parallel workers (the counts finish long before
+    the dump, so parallel workers would only take CPU from it). The transaction stays open until pg_dump
+    has finished.
   - The task fails, leaving nothing that looks like a backup (the partial directory is removed), when
     pg_dump or the compressor exits non-zero, pg_dump reports an error on stderr, the dump is smaller than
     O(min_size), the archive's table of contents cannot be read, or writing fails (for example a full disk).
@@ -86,6 +88,9 @@ options:
         C(zstd -T0) into C(<database>.dump.zst); the C(zstd) program must be installed. Much faster than
         gzip for a similar size. Restoring it needs C(zstd -dc) in front of pg_restore (the verify and
         restore modules of this collection do that).
+      - With V(zstd) and O(format=custom), zstd writes the dump file itself and the module reads the file back
+        while it grows, computing its SHA-256 and feeding its start to C(zstd -dc | pg_restore --list), and
+        flushes it to disk in steps; nothing is read a second time after the dump.
       - V(zstd) with O(format=directory) uses pg_dump's native zstd support and therefore needs pg_dump 16 or
         newer; with an older pg_dump it is refused, because pg_restore before 16 cannot read such an archive.
       - V(none) writes an uncompressed archive (C(-Z0)).
@@ -302,7 +307,9 @@ from ansible_collections.upkeep.runbooks.plugins.module_utils._postgres import (
 
 FATAL_MARKERS = ("pg_dump: error:", "pg_dumpall: error:", "FATAL", "ERROR:")
 STDERR_KEEP = 64 * 1024
-PUMP_CHUNK = 1 << 20  # zstd's output is moved to disk in pieces of this size (memory stays flat)
+FOLLOW_CHUNK = 1 << 20  # the zstd dump is read back (hashed) in pieces of this size: memory stays flat
+FOLLOW_WAIT = 0.02  # seconds to wait for zstd when the reader has caught up with what it wrote
+SYNC_BEHIND = 64 << 20  # while zstd writes, the file is flushed to disk every time this much more was read
 LEVELS = {"gzip": (1, 9), "zstd": (1, 19)}
 
 TABLES_QUERY = """
@@ -468,8 +475,8 @@ class PgBackup(object):
         self.procs = []
         self.toc_procs = []
         self.toc_sink = None
-        self.zstd_out = None
-        self.dump_fd = None
+        self.zstd = None
+        self.follow_fd = None
         self.counter = None
         self.partial = None
         self.notes = []
@@ -641,20 +648,26 @@ class PgBackup(object):
                                   stdout=subprocess.DEVNULL, stderr=stderr_dump)
             self.procs.append(("pg_dump", proc, stderr_dump))
             return
-        # pg_dump | zstd, and zstd's output comes through this process: it is hashed and written on
-        # the way (no second read of the file) and its start feeds the table-of-contents check.
-        self.dump_fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        dump = pg_tools.start(self.dump_argv(snapshot, None), env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=stderr_dump)
-        self.procs.append(("pg_dump", dump, stderr_dump))
-        zstd_argv = [self.tools["zstd"], "-T0", "-q", "-c"]
-        if self.p["compression_level"]:
-            zstd_argv.append("-%d" % self.p["compression_level"])
-        zstd = pg_tools.start(zstd_argv, env=self.client_env(database=False, password=False), stdin=dump.stdout,
-                              stdout=subprocess.PIPE, stderr=stderr_zstd)
-        self.procs.append(("zstd", zstd, stderr_zstd))
-        dump.stdout.close()  # zstd holds the read end now; pg_dump gets SIGPIPE if zstd dies
-        self.zstd_out = zstd.stdout
+        # pg_dump | zstd > FILE, as an operator would run it: zstd writes the dump file itself, and
+        # this process reads it back while it grows (from the page cache), hashing it and feeding
+        # the start of it to the table-of-contents check. No byte of the dump passes through a
+        # pipe into this process and out again.
+        out_fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            dump = pg_tools.start(self.dump_argv(snapshot, None), env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=stderr_dump)
+            self.procs.append(("pg_dump", dump, stderr_dump))
+            zstd_argv = [self.tools["zstd"], "-T0", "-q", "-c"]
+            if self.p["compression_level"]:
+                zstd_argv.append("-%d" % self.p["compression_level"])
+            zstd = pg_tools.start(zstd_argv, env=self.client_env(database=False, password=False),
+                                  stdin=dump.stdout, stdout=out_fd, stderr=stderr_zstd)
+            self.procs.append(("zstd", zstd, stderr_zstd))
+            dump.stdout.close()  # zstd holds the read end now; pg_dump gets SIGPIPE if zstd dies
+        finally:
+            os.close(out_fd)  # zstd holds the file open; its exit closes it
+        self.zstd = zstd
+        self.follow_fd = os.open(dump_path, os.O_RDONLY)
 
     def start_toc_reader(self, out, err_unzstd, err_list):
         """``zstd -dc | pg_restore --list`` fed from the dump stream while it is written (zstd dumps).
@@ -672,45 +685,55 @@ class PgBackup(object):
         unzstd.stdout.close()
         return unzstd.stdin
 
-    def pump(self, dump_path, toc_sink):
-        """Copy zstd's output into the dump file, hashing it and feeding ``toc_sink`` until that closes.
+    def follow(self, dump_path, toc_sink):
+        """Read the dump file while zstd writes it: hash it and feed ``toc_sink`` until that closes.
 
-        Returns ``(sha256, size)`` of what was written; the file is fsynced. A write error
-        (disk full) raises BackupError; the pipeline's own failures are found by wait_dump.
+        Reads what zstd has written so far; at the end of it, waits for more (or for zstd to
+        exit, after which the rest is read once more to the end). The file is flushed to disk in
+        steps of SYNC_BEHIND bytes while zstd still writes, so the final fsync has little left.
+        Returns ``(sha256, size)`` of the file as it is on disk, fsynced. The pipeline's own
+        failures (zstd unable to write, a full disk) are found by wait_dump.
         """
         digest = hashlib.sha256()
         size = 0
-        buf = bytearray(PUMP_CHUNK)
+        synced = 0
+        buf = bytearray(FOLLOW_CHUNK)
         view = memoryview(buf)
-        source = self.zstd_out
+        fd = self.follow_fd
+        writer_done = False
         try:
             while True:
-                count = source.readinto(buf)
-                if not count:
+                count = os.readv(fd, [buf])
+                if count:
+                    chunk = view[:count]
+                    digest.update(chunk)
+                    size += count
+                    if toc_sink is not None:
+                        try:
+                            toc_sink.write(chunk)
+                        except (BrokenPipeError, ValueError):
+                            self.close_toc_sink()  # pg_restore has read the table of contents
+                            toc_sink = None
+                    if not writer_done and size - synced >= SYNC_BEHIND:
+                        os.fdatasync(fd)
+                        synced = size
+                    continue
+                if writer_done:
                     break
-                chunk = view[:count]
-                digest.update(chunk)
-                written = 0
-                while written < count:
-                    written += os.write(self.dump_fd, chunk[written:])
-                size += count
-                if toc_sink is not None:
-                    try:
-                        toc_sink.write(chunk)
-                    except (BrokenPipeError, ValueError):
-                        self.close_toc_sink()  # pg_restore has read the table of contents
-                        toc_sink = None
+                if self.zstd.poll() is None:
+                    # A plain sleep: Popen.wait(timeout) polls in much shorter steps and costs more CPU.
+                    time.sleep(FOLLOW_WAIT)
+                    continue
+                writer_done = True  # zstd has exited: what it wrote is all in the file
             if toc_sink is not None:
                 self.close_toc_sink()
-            os.fsync(self.dump_fd)
+            os.fsync(fd)
         except OSError as exc:
             raise BackupError("Failed to dump database '%s': cannot write %s: %s"
                               % (self.database, dump_path, _strerror(exc))) from None
         finally:
-            source.close()
-            self.zstd_out = None
-            os.close(self.dump_fd)
-            self.dump_fd = None
+            os.close(fd)
+            self.follow_fd = None
         return digest.hexdigest(), size
 
     def close_toc_sink(self):
@@ -932,6 +955,10 @@ class PgBackup(object):
             self.in_recovery = bool(row["in_recovery"])
             snapshot = query_one(self.conn, "SELECT pg_catalog.pg_export_snapshot() AS id")["id"]
             tables = query_all(self.conn, TABLES_QUERY)
+            # The counts run beside pg_dump and finish long before it: parallel workers would not
+            # shorten the backup, only take CPU from pg_dump and the compressor (and workers from
+            # the server's pool).
+            self.conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             if self.in_recovery:
                 # A standby has no data for unlogged tables; pg_dump dumps them without data there.
                 unlogged = [t for t in tables if t["unlogged"]]
@@ -954,7 +981,7 @@ class PgBackup(object):
                 tempfile.TemporaryFile() as toc_out, tempfile.TemporaryFile() as err_unzstd, \
                 tempfile.TemporaryFile() as err_list:
             self.start_dump(snapshot, dump_path, err_dump, err_zstd)
-            if self.zstd_out is None:
+            if self.zstd is None:
                 counted = self.count_rows(tables)
                 self.wait_dump()
             else:
@@ -963,7 +990,7 @@ class PgBackup(object):
                 self.toc_sink = self.start_toc_reader(toc_out, err_unzstd, err_list)
                 self.counter = CountThread(self, tables)
                 self.counter.start()
-                streamed = self.pump(dump_path, self.toc_sink)
+                streamed = self.follow(dump_path, self.toc_sink)
                 self.counter.join()
                 counted = self.wait_dump_and_counts()
                 toc = self.toc_from_stream(dump_path, toc_out, err_list)
@@ -1055,13 +1082,10 @@ class PgBackup(object):
         self.procs = []
         self.toc_procs = []
         self.close_toc_sink()
-        for handle in (self.zstd_out,):
-            if handle is not None:
-                handle.close()
-        self.zstd_out = None
-        if self.dump_fd is not None:
-            os.close(self.dump_fd)
-            self.dump_fd = None
+        self.zstd = None
+        if self.follow_fd is not None:
+            os.close(self.follow_fd)
+            self.follow_fd = None
         if self.counter is not None and self.counter.is_alive():
             self.counter.stop()
         self.counter = None
