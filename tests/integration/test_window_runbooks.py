@@ -346,3 +346,27 @@ def test_a_drill_refuses_while_another_run_holds_the_lock(vault_server, vault_cl
     hold_lock(vault_server, environment)
     run = run_playbook(work, "dr_drill.yml", drill_inventory(environment), "quarterly", INSIDE, vault_server)
     assert_refused_by_lock(run, "dr1", environment, vault_client)
+
+
+def test_the_annual_rehearsal_waits_for_the_window_and_the_quarterly_drill_takes_the_lock(vault_server, vault_client,
+                                                                                        work):
+    """annually.yml and quarterly.yml run the same role in their own plays, with the settings on the DR host."""
+    environment = "lab-" + uuid.uuid4().hex[:8]
+    inv = inventory(environment, {"dr1": {"upkeep_dr_enabled": True, "upkeep_dr_rehearsal_enabled": True}},
+                    {"restore_targets": ["dr1"]})
+    outside = run_playbook(work, "annually.yml", inv, "annually", OUTSIDE, vault_server,
+                           extra={"upkeep_annually_hosts": NOBODY})
+    assert_refused_outside(outside, "dr1", environment, vault_client)
+
+    hold_lock(vault_server, environment)
+    quarterly = run_playbook(work, "quarterly.yml", inv, "quarterly", OUTSIDE, vault_server,
+                             extra={"upkeep_quarterly_hosts": NOBODY})
+    assert_refused_by_lock(quarterly, "dr1", environment, vault_client)
+
+    # Without a rehearsal the annual run asks no window and needs no lock: the lock held above does not stop it.
+    plain = inventory(environment, {"dr1": {"upkeep_dr_enabled": True}}, {"restore_targets": ["dr1"]})
+    annual = run_playbook(work, "annually.yml", plain, "annually", OUTSIDE, vault_server,
+                          extra={"upkeep_annually_hosts": NOBODY})
+    assert annual.report is not None and not [f for f in annual.failures() if f[1] == "localhost" and "lock" in f[0]]
+    assert not [c for c in annual.checks() if c[0] == "maintenance_window"], annual.checks()
+    assert lock_versions(vault_client, environment) == 1
