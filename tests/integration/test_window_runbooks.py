@@ -180,6 +180,17 @@ def test_rotate_changes_nothing_outside_the_window_and_rotates_inside(pg_cluster
         "current_version"] == 1
     assert can_login(pg_cluster, user, old)
 
+    # Check mode outside the window previews the rotation (as patching does), changes nothing, and
+    # still reports that a real run now would not start.
+    preview = run_playbook(work, "rotate.yml", inv, "rotate", OUTSIDE, vault_server, env=env, check=True)
+    assert preview.rc != 0, preview
+    assert preview.ran_on("db1"), "the preview did not run"
+    assert ("maintenance_window", "localhost", "fail") in [c[:3] for c in preview.checks()]
+    assert preview.task("Say why nothing changes")["msg"].startswith(
+        "Check mode outside the maintenance window: the preview runs")
+    assert current(vault_client, path)[0] == 1 and can_login(pg_cluster, user, old)
+    assert lock_versions(vault_client, environment) == 0
+
     inside = run_playbook(work, "rotate.yml", inv, "rotate", INSIDE, vault_server, env=env)
     assert inside.rc == 0, inside
     checks = inside.checks()
