@@ -1,15 +1,17 @@
 """The runbooks that change production start with the maintenance window and take the run lock.
 
-playbooks/rotate.yml, playbooks/restore.yml, the database maintenance of playbooks/monthly.yml and
-playbooks/dr_drill.yml run through ansible-playbook against this machine: "db1" is a test cluster
+playbooks/rotate.yml, playbooks/restore.yml, the database maintenance of playbooks/monthly.yml,
+playbooks/dr_drill.yml and the DR plays of annually.yml and quarterly.yml run through ansible-playbook
+against this machine: "db1" is a test cluster
 (tests/fixtures/postgres.py) reached over the local connection, the run lock and the rotated
 secrets live in the session's OpenBao, the backups in moto. The clock is fixed through
 upkeep_window_now against a window open daily 02:00-04:00 UTC (10 minute cutoff).
 
 Outside the window each of them changes nothing (the password and every Vault version, a table's
 vacuum count, the restore target, the DR host untouched), takes no lock, says why and ends
-non-zero, with the window's failed check in its report; inside it they run. A database
-maintenance run and a drill refuse at once, naming the holder, while another run holds the lock.
+non-zero, with the window's failed check in its report (check mode previews and still says so);
+inside it they run. A database maintenance run and a drill refuse at once, naming the holder,
+while another run holds the lock.
 (The lock itself, its expiry and the rotate job's refusal are in test_run_lock.py and
 test_awx_runner.py; patch.yml's window in test_patch_playbook.py.)
 """
