@@ -101,6 +101,7 @@ def private_data_dir(root, playbooks, extravars, envvars, groups, hostvars, idle
     shutil.copy(REPO_ROOT / "ansible.cfg", project / "ansible.cfg")
     for rel, text in playbooks:
         target = project / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(text, Path):
             shutil.copy(text, target)
         else:
@@ -427,7 +428,8 @@ def rotate_job(root, pg_cluster, vault_server, approle, environment, login, job_
         envvars["ANSIBLE_COLLECTIONS_PATH"] = \
             "/runner/requirements_collections:~/.ansible/collections:/usr/share/ansible/collections"
     playbooks = [("playbooks/%s" % name, REPO_ROOT / "playbooks" / name)
-                 for name in ("rotate.yml", "run_lock_acquire.yml", "run_lock_release.yml")]
+                 for name in ("rotate.yml", "maintenance_window.yml", "tasks/window_gate.yml", "run_lock_acquire.yml",
+                              "run_lock_release.yml")]
     private_data_dir(root, playbooks, extravars, envvars, groups, {"db1": db1})
 
 

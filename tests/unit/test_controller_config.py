@@ -22,7 +22,7 @@ import pytest
 import yaml
 from dateutil.rrule import rrulestr
 
-from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3, _vault
+from ansible_collections.upkeep.runbooks.plugins.module_utils import _s3, _vault, _window
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONTROLLER = ROOT / "controller"
@@ -42,6 +42,12 @@ OBJECTS = {
 }
 CADENCES = ["daily", "weekly", "monthly", "quarterly", "annually"]
 ON_DEMAND = ["rotate", "restore", "patch", "dr_drill"]
+# Runbooks that change production: their templates start with the maintenance window
+# (playbooks/maintenance_window.yml), then the run lock (docs/awx.md "Maintenance window first").
+WINDOWED = ["monthly", "rotate", "restore", "patch", "dr_drill"]
+# The plays of those runbooks that change their hosts, and the gate each starts with; patching
+# asks the window before every host in its role (roles/patching/tasks/window.yml).
+GATED_ROLES = {"upkeep.runbooks.credential_rotation", "upkeep.runbooks.db_maintenance", "upkeep.runbooks.dr_drill"}
 # Playbooks other work is writing in parallel; the templates reference them already.
 PENDING_PLAYBOOKS = {"playbooks/patch.yml", "playbooks/dr_drill.yml"}
 
@@ -133,6 +139,52 @@ def test_job_templates_follow_the_rules(controller):
         assert not prompts, "%s prompts on launch: %s" % (name, prompts)
         assert tpl["extra_vars"]["report_s3_enabled"] is True, "AWX jobs keep their reports in S3"
         assert tpl["extra_vars"]["upkeep_run_lock_ttl"] == "%ds" % tpl["timeout"], "lock expiry = job timeout"
+
+
+def test_runbooks_that_change_production_start_with_the_window_then_the_lock(controller):
+    templates = by_name(controller, "controller_templates")
+    for runbook in WINDOWED:
+        plays = load(ROOT / templates["upkeep %s" % runbook]["playbook"])
+        imports = [play.get("ansible.builtin.import_playbook") for play in plays]
+        assert imports[0] == "maintenance_window.yml", (runbook, imports[0])
+        # only plays on localhost (restore.yml's check of its inputs) before the lock
+        lock = imports.index("run_lock_acquire.yml")
+        assert all(play.get("hosts") == "localhost" for play in plays[1:lock]), runbook
+        assert lock < imports.index("run_lock_release.yml"), runbook
+        changing = [play for play in plays
+                    if GATED_ROLES & {role["role"] for role in play.get("roles", [])} or play.get("name") ==
+                    "Restore a backup"]
+        assert changing or runbook == "patch", runbook
+        for play in changing:
+            assert plays.index(play) > lock, (runbook, play["name"])
+            gate = play["pre_tasks"][0]
+            assert gate["ansible.builtin.import_tasks"] == "tasks/window_gate.yml", (runbook, play["name"])
+        report = plays[-1]["roles"][0]["vars"]
+        assert "window_results" in report["report_result_vars"], runbook
+    # patch.yml (imported by monthly.yml) asks only when it has hosts, rotate.yml always: both keep
+    # the answer monthly.yml already has (one question per run).
+    window = load(ROOT / "playbooks" / "maintenance_window.yml")[0]["tasks"][0]
+    assert "upkeep_window_checked is not defined" in window["when"]
+
+
+def test_scheduled_runs_that_change_production_start_inside_its_window(controller):
+    """The schedules of the windowed templates start where production's window lets a run start."""
+    windows = load(ROOT / "inventories" / "production" / "group_vars" / "all.yml")["upkeep_maintenance_windows"]
+    reference, _documented = documented_occurrences()
+    checked = set()
+    for schedule in controller["controller_schedules"]:
+        # annually.yml asks the window when it rehearses (a DR host with upkeep_dr_rehearsal_enabled)
+        if schedule["unified_job_template"].split(" ", 1)[1] not in WINDOWED + ["annually"]:
+            continue
+        rule = parse(schedule["rrule"])
+        zone = zoneinfo.ZoneInfo(re.search(r"TZID=([^:]+):", schedule["rrule"]).group(1))
+        after = reference.astimezone(zone)
+        for _ in range(24):
+            after = rule.after(after)
+            answer = _window.evaluate(windows, now=after.isoformat())
+            assert answer["may_start"], (schedule["name"], after.isoformat(), answer["reason"])
+        checked.add(schedule["unified_job_template"])
+    assert checked == {"upkeep monthly", "upkeep annually"}, checked
 
 
 def test_execution_environment_is_pinned(controller):

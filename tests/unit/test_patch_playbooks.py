@@ -30,12 +30,16 @@ def roles_of(play):
 
 def test_patch_playbook_order():
     everything = load("playbooks/patch.yml")
-    # the run lock first and given back before the report (docs/awx.md "Run lock")
-    assert everything[0]["ansible.builtin.import_playbook"] == "run_lock_acquire.yml"
+    # the maintenance window first (the shared playbook, asked only when there are hosts to patch), then
+    # the run lock, given back before the report (docs/awx.md "Maintenance window first", "Run lock")
+    assert everything[0]["ansible.builtin.import_playbook"] == "maintenance_window.yml"
+    assert "inventory_hostnames" in everything[0]["vars"]["upkeep_window_needed"]
+    assert everything[1]["ansible.builtin.import_playbook"] == "run_lock_acquire.yml"
     assert everything[-2]["ansible.builtin.import_playbook"] == "run_lock_release.yml"
+    window = load("playbooks/maintenance_window.yml")[0]["tasks"][0]["block"][0]
+    assert window["upkeep.runbooks.maintenance_window"]["windows"] == "{{ upkeep_maintenance_windows }}"
     plays = [play for play in everything if "hosts" in play]
     assert [play["hosts"] for play in plays] == [
-        "localhost",
         "{{ upkeep_patch_staging_hosts | default('patch_staging') }}",
         "{{ upkeep_patch_staging_hosts | default('patch_staging') }}",
         "localhost",
@@ -44,14 +48,13 @@ def test_patch_playbook_order():
         "{{ upkeep_patch_production_hosts | default('patch_production') }}:&postgres_primary",
         "localhost",
     ]
-    assert plays[0]["tasks"][1]["upkeep.runbooks.maintenance_window"]["windows"] == "{{ upkeep_maintenance_windows }}"
     # every staging host plans at once (read-only), before the first one changes
-    assert "serial" not in plays[1]
-    assert plays[1]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
+    assert "serial" not in plays[0]
+    assert plays[0]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
                                                                     "tasks_from": "plan"}
-    assert plays[3]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
+    assert plays[2]["tasks"][0]["ansible.builtin.include_role"] == {"name": "upkeep.runbooks.patching",
                                                                     "tasks_from": "promote"}
-    rollout = [plays[2]] + plays[4:7]
+    rollout = [plays[1]] + plays[3:6]
     for play in rollout:
         assert play["serial"] == 1, play["name"]
         assert "strategy" not in play and "throttle" not in play
