@@ -542,6 +542,28 @@ def test_gunicorn_reports_database_outage(sample_db, redis_server, tmp_path):
     assert "not-the-password" not in server.logs()
 
 
+def test_revenue_search_counts_and_sums_what_sql_finds(sample_db, redis_server, tmp_path):
+    """/orders/revenue/: the lab's slow query (docs/database-maintenance.md), aggregates only, no sign-in."""
+    env_file = write_env_file(tmp_path / "env", {**sample_db["settings"], "REDIS_URL": redis_server.url})
+    with running_gunicorn(env_file, tmp_path) as server:
+        status, body = http_get(None, server.url("/orders/revenue/?q=gi"))
+        assert status == 400 and "at least 3" in body, body
+        status, body = http_get(None, server.url("/orders/revenue/?q=GIFT"))
+        assert status == 200, body
+        status, nothing = http_get(None, server.url("/orders/revenue/?q=no-such-text-anywhere"))
+    rows = app_query(
+        sample_db,
+        "SELECT currency, count(*), sum(total)::text FROM orders_order "
+        "WHERE upper(notes) LIKE upper(%(q)s) OR upper(metadata::text) LIKE upper(%(q)s) GROUP BY currency",
+        {"q": "%gift%"},
+    )
+    found = json.loads(body)
+    assert found["q"] == "GIFT"
+    assert found["orders"] == sum(count for _, count, _ in rows) > 0
+    assert found["revenue"] == {currency: total for currency, _, total in rows}
+    assert json.loads(nothing) == {"q": "no-such-text-anywhere", "orders": 0, "revenue": {}}
+
+
 # ---- celery -------------------------------------------------------------------------------------------------
 
 

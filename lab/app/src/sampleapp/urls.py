@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from audit.views import recent_events
+from orders.views import revenue_search
 from sampleapp.views import fault, healthz, whoami
 
 urlpatterns = [
@@ -14,5 +15,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("events/recent/", recent_events, name="recent-events"),
+    path("orders/revenue/", revenue_search, name="orders-revenue"),
     path("admin/", admin.site.urls),
 ]
