@@ -665,6 +665,24 @@ def parse_expiry(value):
     return parse_utc(text)
 
 
+def _parse_approval_file(approval_file, text):
+    """JSON needs nothing more; YAML needs PyYAML on the host (Debian: python3-yaml)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        import yaml
+    except ImportError:
+        raise AccessError("Failed to read the approval file %s: not JSON, and reading YAML needs PyYAML "
+                          "(python3-yaml) for this host's Python" % approval_file) from None
+    try:
+        return yaml.safe_load(text)
+    except Exception as exc:
+        raise AccessError("Failed to read the approval file %s: not YAML or JSON (%s)"
+                          % (approval_file, str(exc).splitlines()[0])) from None
+
+
 def load_approvals(approvals, approval_file):
     """Approvals from the option and the file: a list of {id, approved_by, expires}. Raises AccessError."""
     items = list(approvals or [])
@@ -674,12 +692,7 @@ def load_approvals(approvals, approval_file):
                 text = handle.read()
         except OSError as exc:
             raise AccessError("Failed to read the approval file %s: %s" % (approval_file, exc)) from None
-        try:
-            import yaml
-            data = yaml.safe_load(text)
-        except Exception as exc:
-            raise AccessError("Failed to read the approval file %s: not YAML or JSON (%s)"
-                              % (approval_file, str(exc).splitlines()[0])) from None
+        data = _parse_approval_file(approval_file, text)
         if isinstance(data, dict):
             data = data.get("approvals")
         if not isinstance(data, list):

@@ -97,6 +97,18 @@ def test_approvals(tmp_path):
         _access.load_approvals([], str(file))
 
 
+def test_approval_file_json_needs_no_pyyaml(tmp_path, monkeypatch):
+    # Hosts without python3-yaml (the lab image) read a JSON approval file; a YAML one is a clear error.
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)
+    file = tmp_path / "a.json"
+    file.write_text(json.dumps({"approvals": [{"id": "x", "approved_by": "j.doe", "expires": "2026-12-31"}]}))
+    assert [a["id"] for a in _access.load_approvals([], str(file))] == ["x"]
+    file.write_text("approvals:\n  - {id: x, approved_by: j.doe, expires: '2026-12-31'}\n")
+    with pytest.raises(_access.AccessError, match=r"^Failed to read the approval file .*: not JSON, and reading YAML "
+                                                  r"needs PyYAML \(python3-yaml\)"):
+        _access.load_approvals([], str(file))
+
+
 def test_lockout_rules():
     protected = {"app_blue": "app", "postgres": "admin", "monitor": "protected"}
     nologin = {"kind": "pg_role_attribute", "attribute": "LOGIN"}
