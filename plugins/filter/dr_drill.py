@@ -143,7 +143,7 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
         message += "; application healthy after %.1f s of checks and start" % sum(
             value["phases"][name] for name in app["phases"])
     else:
-        message += "; application not checked (RTO ends at the promote)"
+        message += "; application not checked (RTO ends at the %s)" % ("restore" if source == "logical" else "promote")
     if outage is not None:
         message += "; users saw %s s of outage (%s of %s requests failed)" % (
             outage.get("outage_seconds"), outage.get("failed_requests"), outage.get("requests"))
