@@ -106,7 +106,8 @@ def test_a_logical_drill_measures_rto_and_rpo_against_the_dumps_snapshot(pg_clus
         dumped_orders = source.execute("SELECT count(*) FROM orders_order", dbname="sampleapp")[0][0]
         # written after the dump: a logical backup cannot have it, and the drill must not show it
         source.execute("INSERT INTO orders_order (customer_id, status, total, currency, created_at, notes, metadata) "
-                       "SELECT customer_id, status, total, currency, now(), notes, metadata FROM orders_order LIMIT 1", dbname="sampleapp")
+                       "SELECT customer_id, status, total, currency, now(), notes, metadata FROM orders_order LIMIT 1",
+                       dbname="sampleapp")
         drill_play = {
             "name": "logical drill", "hosts": "localhost", "gather_facts": False,
             "environment": {"PYTHONPATH": NODE_PATH, **s3_endpoint.env},
