@@ -4,6 +4,8 @@
     labctl.py up       build the image if its definition changed, start the S3 endpoint, the
                        stand-in advisory service (lab/advisory_server.py) and OpenBao, start
                        one container per lab host (log1 is the log collector), provision them
+                       (provision.yml also starts nginx as the S3 endpoint's TLS terminator for
+                       pgBackRest), then configure continuous archiving (playbooks/pitr.yml)
     labctl.py down     remove the lab's containers, stop the endpoints, drop lab/.state
     labctl.py status   what is running
 
@@ -194,7 +196,7 @@ def container_image(name):
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def start_container(host, hv, image, replace=False):
+def start_container(host, hv, image, replace=False, add_hosts=()):
     name = hv["lab_container"]
     state = container_state(name)
     if state == "running" and container_image(name) == image and not replace:
@@ -212,6 +214,7 @@ def start_container(host, hv, image, replace=False):
     # the mount facts). Anonymous volumes: `podman rm -v` takes them away with the host.
     run(["podman", "run", "--detach", "--name", name, "--hostname", host, "--label", LABEL,
          "--network", "host", "--systemd", "always", "--tmpfs", "/tmp"]
+        + [arg for entry in add_hosts for arg in ("--add-host", entry)]
         + [arg for path in VOLUMES for arg in ("--volume", path)] + [image], capture=True)
     # systemd is PID 1: wait until it has booted far enough to run units.
     deadline = time.monotonic() + 60
@@ -250,14 +253,23 @@ def cmd_up(args):
     new_vault = not os.path.exists(os.path.join(STATE, "openbao", "init.json"))
     start_vault(common["lab_vault_addr"])
     repo = start_apt_repository(common["lab_apt_url"])
+    # pgBackRest reaches the S3 endpoint's TLS terminator by a name its certificate holds (provision.yml).
+    add_hosts = []
+    if common.get("lab_s3_tls_name") and common.get("lab_s3_tls_address"):
+        loopback("%s:0" % common["lab_s3_tls_address"])
+        add_hosts.append("%s:%s" % (common["lab_s3_tls_name"], common["lab_s3_tls_address"]))
     for host in sorted(hosts):
         # Hosts provisioned against another Vault hold its passwords: a new Vault gets new hosts.
-        start_container(host, hosts[host], image, replace=new_vault)
+        start_container(host, hosts[host], image, replace=new_vault, add_hosts=add_hosts)
     if args.no_provision:
         return
     log("provisioning the lab hosts")
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"))
     run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", INVENTORY, os.path.join(HERE, "provision.yml")], env=env)
+    # Continuous archiving into the S3 repository through the TLS terminator (idempotent): the DR drill's stanza.
+    log("configuring continuous archiving (playbooks/pitr.yml)")
+    run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", INVENTORY, os.path.join(TOP, "playbooks", "pitr.yml")],
+        env=env)
     if repo.step < 2:
         # The hosts run the 1.0-1 packages; step 2 gives `make demo RUNBOOK=patch` something to patch.
         repo.publish(2)
@@ -270,6 +282,7 @@ def cmd_down(_args):
     if names:
         run(["podman", "rm", "-f", "-v", "-t", "5"] + names, capture=True)
         log("removed containers: %s" % ", ".join(names))
+    stop_endpoint("s3-tls")  # nginx in front of S3 (provision.yml); its pid file is lab/.state/s3-tls.pid
     stop_endpoint("s3")
     stop_endpoint("advisory")
     if os.path.isdir(os.path.join(STATE, "aptrepo")):
@@ -290,6 +303,9 @@ def cmd_status(_args):
                                  or "absent"))
     host, port = loopback(common["lab_s3_endpoint"])
     print("%-6s %-18s %s" % ("s3", "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
+    if common.get("lab_s3_tls_address"):
+        host, port = common["lab_s3_tls_address"], int(common["lab_s3_tls_port"])
+        print("%-6s %-18s %s" % ("s3tls", "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
     host, port = loopback(common["lab_advisory_url"])
     print("%-6s %-18s %s" % ("advis.", "%s:%d" % (host, port), "up" if listening(host, port) else "down"))
     host, port = loopback(common["lab_vault_addr"])

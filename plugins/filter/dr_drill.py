@@ -48,13 +48,24 @@ def wal_segment_end_lsn(segment, segment_size=16 * 1024 * 1024):
 
 
 def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch, waited_seconds=0,
-                    rto_target=None, rpo_target=None, kind="drill", app=None, outage=None, fail_back=None):  # noqa: PLR0913,PLR0917 - filter signature
+                    rto_target=None, rpo_target=None, kind="drill", app=None, outage=None, fail_back=None,
+                    source="pgbackrest", rpo_basis="heartbeat"):  # noqa: PLR0913,PLR0917 - filter signature
     """The check result ``dr_drill`` of one drill: RTO and RPO measured, judged against the targets.
 
     ``app`` (optional) holds the application phases (``phases``: name to seconds) and what the application
     checks saw; with it ``finished_epoch`` is the application's first healthy answer. ``outage`` is what the
     rehearsal's prober saw (``outage_seconds`` the user-visible outage), ``fail_back`` the fail-back steps.
+
+    ``source`` is ``pgbackrest`` (``restore`` is a pitr_restore result) or ``logical`` (``restore`` is the
+    drill's own record of a pg_dump backup fetched and restored: phases, backup label, target, and as
+    ``recovery_point.last_transaction_time`` the dump's snapshot time). ``rpo_basis`` says what
+    ``restored_newest`` is: the newest ``heartbeat`` in the restored database, or the dump's ``snapshot``
+    time when the dumped database holds no heartbeat.
     """
+    if source not in ("pgbackrest", "logical"):
+        raise AnsibleFilterError("dr_drill_result: source must be pgbackrest or logical, not %r" % (source,))
+    if rpo_basis not in ("heartbeat", "snapshot"):
+        raise AnsibleFilterError("dr_drill_result: rpo_basis must be heartbeat or snapshot, not %r" % (rpo_basis,))
     if not isinstance(restore, Mapping) or "phases" not in restore:
         raise AnsibleFilterError("dr_drill_result: the input must be a pitr_restore result with phases")
     if app is not None and (not isinstance(app, Mapping) or not isinstance(app.get("phases"), Mapping)):
@@ -76,6 +87,8 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
         cross = round((last - replayed).total_seconds(), 3)
     value = {
         "kind": kind,
+        "source": source,
+        "rpo_basis": rpo_basis,
         "rto_seconds": rto,
         "rpo_seconds": rpo,
         "rpo_cross_check_seconds": cross,
@@ -109,21 +122,28 @@ def dr_drill_result(restore, host, declaration, restored_newest, finished_epoch,
     if last_committed is None:
         problems.append("RPO could not be measured: the source had no heartbeat at the declaration")
     elif restored_newest is None:
-        problems.append("no heartbeat of the source survived in the restored database")
+        problems.append("no heartbeat of the source survived in the restored database" if rpo_basis == "heartbeat"
+                        else "the backup's snapshot time is unknown")
     elif rpo_target is not None and rpo > float(rpo_target):
         problems.append("RPO %.1f s is above the target of %s s" % (rpo, rpo_target))
     if rto_target is not None and rto > float(rto_target):
         problems.append("RTO %.1f s is above the target of %s s" % (rto, rto_target))
     status = "fail" if problems else "ok"
-    message = "DR %s: RTO %.1f s, RPO %s (backup %s, restore %.1f s, replay %.1f s, promote %.1f s)" % (
-        kind, rto, "%.1f s" % rpo if rpo is not None else "unknown", value["backup"],
-        restore["phases"].get("restore_seconds", 0), restore["phases"].get("replay_seconds", 0),
-        restore["phases"].get("promote_seconds", 0))
+    rpo_text = "%.1f s" % rpo if rpo is not None else "unknown"
+    if source == "logical":
+        message = "DR %s from the logical backup: RTO %.1f s, RPO %s%s (backup %s, fetch %.1f s, restore %.1f s)" % (
+            kind, rto, rpo_text, " (the dump's snapshot)" if rpo_basis == "snapshot" else "", value["backup"],
+            restore["phases"].get("fetch_seconds", 0), restore["phases"].get("restore_seconds", 0))
+    else:
+        message = "DR %s: RTO %.1f s, RPO %s (backup %s, restore %.1f s, replay %.1f s, promote %.1f s)" % (
+            kind, rto, rpo_text, value["backup"],
+            restore["phases"].get("restore_seconds", 0), restore["phases"].get("replay_seconds", 0),
+            restore["phases"].get("promote_seconds", 0))
     if app is not None:
         message += "; application healthy after %.1f s of checks and start" % sum(
             value["phases"][name] for name in app["phases"])
     else:
-        message += "; application not checked (RTO ends at the promote)"
+        message += "; application not checked (RTO ends at the %s)" % ("restore" if source == "logical" else "promote")
     if outage is not None:
         message += "; users saw %s s of outage (%s of %s requests failed)" % (
             outage.get("outage_seconds"), outage.get("failed_requests"), outage.get("requests"))

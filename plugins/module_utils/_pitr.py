@@ -319,6 +319,43 @@ def write_settings(user, data_directory, settings):
     user.chown(path)
 
 
+MISSING_CONFIG_HBA = (
+    "# Written by upkeep.runbooks.pitr_restore: the source keeps its pg_hba.conf outside the data directory\n"
+    "# (Debian's /etc/postgresql/<version>/<cluster>). Local connections only; set hba_file in the restore's\n"
+    "# settings to use this host's own rules instead.\n"
+    "local   all   all   peer\n"
+)
+
+
+def write_missing_config(user, data_directory, settings):
+    """Give a restored data directory the configuration files a server needs to start, where the source kept
+    them elsewhere (Debian's layout: postgresql.conf, pg_hba.conf and pg_ident.conf under /etc/postgresql).
+
+    An empty ``postgresql.conf`` (PostgreSQL's defaults, then postgresql.auto.conf with the source's ALTER SYSTEM
+    settings and ``settings``); a ``pg_hba.conf`` of local peer connections unless ``settings`` names an
+    ``hba_file``; an empty ``pg_ident.conf`` unless it names an ``ident_file``. Returns the files written.
+    """
+    settings = settings or {}
+    wanted = [("postgresql.conf", "# Written by upkeep.runbooks.pitr_restore: the source keeps its postgresql.conf "
+                                  "outside the data directory.\n# PostgreSQL's defaults apply, then "
+                                  "postgresql.auto.conf (the source's ALTER SYSTEM and the restore's settings).\n")]
+    if "hba_file" not in settings:
+        wanted.append(("pg_hba.conf", MISSING_CONFIG_HBA))
+    if "ident_file" not in settings:
+        wanted.append(("pg_ident.conf", "# Written by upkeep.runbooks.pitr_restore: no user name maps.\n"))
+    written = []
+    for name, text in wanted:
+        path = os.path.join(data_directory, name)
+        if os.path.exists(path):
+            continue
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        user.chown(path)
+        written.append(name)
+    return written
+
+
 def write_marker(user, data_directory, the_plan, complete=True):
     marker = {
         "version": MARKER_VERSION,
@@ -475,6 +512,7 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
         # clear it (without the mark it would look like the source's own data and be refused)
         write_marker(user, data_directory, the_plan, complete=False)
         raise
+    written = write_missing_config(user, data_directory, params.get("settings"))
     write_settings(user, data_directory, params.get("settings"))
     write_marker(user, data_directory, the_plan)
     phases["restore_seconds"] = round(clock() - started, 3)
@@ -490,6 +528,7 @@ def execute(backrest, the_plan, params, clock=time.monotonic, sleep=time.sleep):
         raise
     phases["total_seconds"] = round(clock() - began, 3)
     outcome["phases"] = phases
+    outcome["config_written"] = written
     return outcome
 
 

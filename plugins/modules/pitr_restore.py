@@ -128,6 +128,11 @@ notes:
     recorded and only then is the server promoted. For V(latest) PostgreSQL promotes by itself at the end of the
     archive and RV(recovery_point.timeline_before_promotion) is null.
   - A drill should leave the source running; this module never stops or touches the source.
+  - A source that keeps its configuration outside the data directory (Debian's C(/etc/postgresql/<version>/<cluster>))
+    leaves no C(postgresql.conf), C(pg_hba.conf) or C(pg_ident.conf) in the backup. The module then writes an empty
+    C(postgresql.conf), a C(pg_hba.conf) of local peer connections and an empty C(pg_ident.conf) (see
+    RV(config_written)); name this host's own files with C(hba_file) and C(ident_file) in O(settings) to use them
+    instead (for example V(/etc/postgresql/15/main/pg_hba.conf) for TCP clients).
 seealso:
   - module: upkeep.runbooks.pgbackrest_info
   - name: pgBackRest restore command
@@ -171,6 +176,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+config_written:
+  description:
+    - Configuration files the module wrote into the restored data directory because the backup held none (the
+      source keeps them elsewhere, as Debian does); empty when the backup had them all. Not returned in check mode.
+  returned: success
+  type: list
+  elements: str
+  sample: [postgresql.conf, pg_hba.conf, pg_ident.conf]
 stanza:
   description: The stanza restored.
   returned: always
@@ -351,6 +364,10 @@ def main():
     notes.append("restored backup %s into %s and %s" % (
         the_plan["backup"]["label"], the_plan["data_directory"],
         "promoted it" if outcome["promoted"] else "left it paused in recovery at the target"))
+    if outcome["config_written"]:
+        notes.append("the backup holds no %s (the source keeps its configuration outside the data directory): "
+                     "wrote them (PostgreSQL's defaults, local peer connections) before the start"
+                     % ", ".join(outcome["config_written"]))
     result = dict(the_plan)
     result.update(outcome)
     result["notes"] = notes

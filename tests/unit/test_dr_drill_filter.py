@@ -75,3 +75,27 @@ def test_a_rehearsal_keeps_the_outage_the_prober_saw_and_the_fail_back_steps():
     failed = dr_drill_result(RESTORE, "dr1", DECLARATION, "2024-05-02 09:00:08+00", 1012.0, kind="rehearsal",
                              app=app, outage=never)
     assert failed["status"] == "fail" and "never saw the application healthy again" in failed["message"]
+
+
+def test_a_logical_drill_measures_rpo_against_the_snapshot_or_a_restored_heartbeat():
+    logical = {"phases": {"fetch_seconds": 1.5, "restore_seconds": 6.25}, "backup": {"label": "daily-20240502T080000Z"},
+               "target": {"type": "logical", "database": "app", "snapshot_at": "2024-05-02T08:00:00.250Z"},
+               "recovery_point": {"last_transaction_time": "2024-05-02T08:00:00.250Z", "lsn": "0/5000060",
+                                  "timeline": None}}
+    snap = dr_drill_result(logical, "dr1", DECLARATION, "2024-05-02T08:00:00.250Z", 1010.0, rto_target=60,
+                           rpo_target=86400, source="logical", rpo_basis="snapshot")
+    assert snap["status"] == "ok"
+    assert snap["value"]["source"] == "logical" and snap["value"]["rpo_basis"] == "snapshot"
+    assert snap["value"]["rpo_seconds"] == 3609.95 == snap["value"]["rpo_cross_check_seconds"]
+    assert snap["message"].startswith("DR drill from the logical backup: RTO 10.0 s, RPO 3609.9 s (the dump's snapshot)"
+                                      " (backup daily-20240502T080000Z, fetch 1.5 s, restore 6.2 s)")
+    # the same drill judged against a PITR-sized RPO target: what a logical backup costs
+    costly = dr_drill_result(logical, "dr1", DECLARATION, "2024-05-02T08:00:00.250Z", 1010.0, rpo_target=60,
+                             source="logical", rpo_basis="snapshot")
+    assert costly["status"] == "fail" and "RPO 3609.9 s is above the target of 60 s" in costly["message"]
+    beat = dr_drill_result(logical, "dr1", DECLARATION, "2024-05-02 08:00:00.1+00", 1010.0, source="logical")
+    assert beat["value"]["rpo_basis"] == "heartbeat" and beat["value"]["rpo_seconds"] == 3610.1
+    unknown = dr_drill_result(logical, "dr1", DECLARATION, None, 1010.0, source="logical", rpo_basis="snapshot")
+    assert unknown["status"] == "fail" and "snapshot time is unknown" in unknown["message"]
+    with pytest.raises(AnsibleFilterError, match="source must be"):
+        dr_drill_result(logical, "dr1", DECLARATION, None, 1010.0, source="wal-g")

@@ -116,3 +116,20 @@ def test_settings_are_appended_quoted_and_names_checked(tmp_path):
     assert text.endswith("port = 5444\nunix_socket_directories = '/run/it''s'\n")
     with pytest.raises(p.PitrError, match="not a PostgreSQL setting name"):
         p.write_settings(user, str(tmp_path), {"port = 1\nevil": 1})
+
+
+def test_a_debian_layout_backup_gets_the_configuration_files_a_server_needs(tmp_path):
+    user = type("User", (), {"chown": lambda self, path: None})()
+    assert p.write_missing_config(user, str(tmp_path), {"port": 5444}) == [
+        "postgresql.conf", "pg_hba.conf", "pg_ident.conf"]
+    assert "local   all   all   peer" in (tmp_path / "pg_hba.conf").read_text()
+    assert oct((tmp_path / "postgresql.conf").stat().st_mode & 0o777) == "0o600"
+    # present files are kept; an hba_file/ident_file in the settings means none is written
+    (tmp_path / "pg_hba.conf").write_text("host all all 127.0.0.0/8 scram-sha-256\n")
+    assert p.write_missing_config(user, str(tmp_path), {}) == []
+    assert (tmp_path / "pg_hba.conf").read_text() == "host all all 127.0.0.0/8 scram-sha-256\n"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert p.write_missing_config(user, str(other), {"hba_file": "/etc/postgresql/15/main/pg_hba.conf",
+                                                    "ident_file": "/etc/postgresql/15/main/pg_ident.conf"}) == [
+        "postgresql.conf"]
