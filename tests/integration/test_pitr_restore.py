@@ -2,7 +2,7 @@
 
 One archiving primary for the file. The history every test restores from is written once:
 full backup, row 1, (time T), row 2, restore point 'after_two', row 3, every segment archived.
-The tests run in file order; the restores run while the source is stopped (this machine is the
+The restores run while the source is stopped (this machine is the
 source's host, which the module rightly refuses otherwise).
 """
 
@@ -105,8 +105,12 @@ def test_pitr_to_a_named_restore_point(pgbackrest_stanza, history):
 
 def test_a_non_empty_or_running_directory_is_refused_unless_replace(pgbackrest_stanza, history):
     stanza = pgbackrest_stanza
-    target_dir = stanza.base / "named"  # still running from the previous test
+    # Its own running restore: under pytest -n 2 the test before it may have run on the other worker.
+    target_dir = stanza.restore_dir("running")
     with source_stopped(stanza):
+        res = pitr(stanza, target_dir, target_type="name", target="after_two",
+                   settings=restore_settings(stanza, "running"))
+        assert res.rc == 0 and not res.failed, res
         res = pitr(stanza, target_dir, replace=True)
         assert res.failed and "is running in the data directory %s" % target_dir in res["msg"], res
         stanza.stop_restored(target_dir)
