@@ -101,6 +101,16 @@ def run_play(stanza, play, name, unshare):
         capture_output=True, text=True, env=env, cwd=str(REPO_ROOT), timeout=400, check=False)
 
 
+def passed_drill(proc, beat, out):
+    """The one dr_drill result the play kept in ``out``, after checking the run and the drill passed."""
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert not beat.errors, beat.errors
+    results = json.loads(out.read_text())
+    assert len(results) == 1, results
+    drill = results[0]
+    assert drill["check"] == "dr_drill" and drill["status"] == "ok", drill["message"]
+    return drill
+
 def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza, sample_app):
     if shutil.which("unshare") is None or os.geteuid() != 0 or not os.access(NODE_PYTHON, os.X_OK):
         pytest.skip("needs root, unshare and Debian's python3")
@@ -147,12 +157,7 @@ def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza, s
     finally:
         beat.halt.set()
         beat.join(10)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert not beat.errors, beat.errors
-    results = json.loads(out.read_text())
-    assert len(results) == 1, results
-    drill = results[0]
-    assert drill["check"] == "dr_drill" and drill["status"] == "ok", drill["message"]
+    drill = passed_drill(proc, beat, out)
     value = drill["value"]
     # the newest heartbeat restored is a row the source committed, at or before the declaration
     committed = [row[0] for row in cluster.execute("SELECT at::text FROM upkeep_heartbeat ORDER BY at")]

@@ -26,7 +26,7 @@ import pytest
 
 from tests.fixtures.postgres import free_port
 from tests.fixtures.s3 import S3Server
-from tests.integration.test_dr_drill import NODE_PATH, NODE_PYTHON, Heartbeat, seed_sample_app, ts
+from tests.integration.test_dr_drill import NODE_PATH, NODE_PYTHON, Heartbeat, passed_drill, seed_sample_app, ts
 from tests.integration.test_dr_drill import run_play as _run_play
 
 pytestmark = pytest.mark.integration
@@ -136,12 +136,7 @@ def test_a_logical_drill_measures_rto_and_rpo_against_the_dumps_snapshot(pg_clus
         beat.halt.set()
         beat.join(10)
         redis.stop()
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert not beat.errors, beat.errors
-    results = json.loads(out.read_text())
-    assert len(results) == 1, results
-    drill = results[0]
-    assert drill["check"] == "dr_drill" and drill["status"] == "ok", drill["message"]
+    drill = passed_drill(proc, beat, out)
     value = drill["value"]
     assert value["source"] == "logical" and value["rpo_basis"] == "snapshot"
     # the backup drilled is the one role backup made, and RPO is measured against its snapshot
