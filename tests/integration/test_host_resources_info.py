@@ -18,14 +18,32 @@ MEMINFO = ("MemTotal:        1000000 kB\nMemFree:           50000 kB\nMemAvailab
            "Buffers:            1000 kB\nSwapTotal:        200000 kB\nSwapFree:         150000 kB\n")
 
 
-class FakeProc:
+class Moving:
+    """Runs ``self.run`` on a thread while in a ``with`` block; ``self.stop`` ends it."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+class FakeProc(Moving):
     def __init__(self, path, avail=100000):
+        super().__init__()
         self.path = path
         self.ticks = 0
-        self.stop = threading.Event()
         self.write()
         (path / "meminfo").write_text(MEMINFO.format(avail=avail))
-        self.thread = threading.Thread(target=self.run, daemon=True)
 
     def write(self):
         # user nice system idle iowait irq softirq steal guest guest_nice
@@ -43,13 +61,6 @@ class FakeProc:
             self.ticks += 1
             self.write()
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def by_check(res):
@@ -112,13 +123,13 @@ def test_bad_input(tmp_path):
     assert res["msg"].startswith("Failed to read CPU and memory use: cannot read %s/stat" % tmp_path)
 
 
-class FakeCgroup:
+class FakeCgroup(Moving):
     """A cgroup file system stand-in (v1 or v2) whose CPU counter a thread advances at 1.5 CPUs' worth of
     time per second of wall time, the rate a container busy on one and a half cores shows."""
 
     def __init__(self, path, version, quota=None, limit=None, usage=600 * 2**20, inactive=100 * 2**20):
+        super().__init__()
         self.path, self.version, self.start = path, version, None
-        self.stop = threading.Event()
         if version == 2:
             (path / "cgroup.controllers").write_text("cpu memory\n")
             (path / "cpu.max").write_text("%s 100000\n" % (quota or "max"))
@@ -137,7 +148,6 @@ class FakeCgroup:
             (path / "cpu").symlink_to("cpu,cpuacct")
             self.counter = path / "cpu,cpuacct" / "cpuacct.usage"
         self.write(0.0)
-        self.thread = threading.Thread(target=self.run, daemon=True)
 
     def write(self, seconds):
         used = 1.5 * seconds
@@ -153,13 +163,6 @@ class FakeCgroup:
         while not self.stop.wait(0.005):
             self.write(time.monotonic() - self.start)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 @pytest.mark.parametrize("version", [1, 2])
