@@ -52,9 +52,14 @@ def maintain(cluster, db, check_mode=False, diff=False, **options):
 
 
 def script(cluster, db, text):
-    """Statements one by one in autocommit (VACUUM and CONCURRENTLY cannot run in a transaction block)."""
-    for statement in [part.strip() for part in text.split(";\n") if part.strip()]:
-        cluster.execute(statement, dbname=db)
+    """Statements one by one in autocommit (VACUUM and CONCURRENTLY cannot run in a transaction block), on one
+    connection whose table statistics are flushed after each: a backend reports its inserts and updates
+    when it goes idle or exits, which can be after a VACUUM on another connection has reset the counters (the
+    table then looked due for an insert-triggered VACUUM under load)."""
+    with cluster.connect(dbname=db) as conn:
+        for statement in [part.strip() for part in text.split(";\n") if part.strip()]:
+            conn.execute(statement)
+            conn.execute("SELECT pg_stat_force_next_flush()")
 
 
 def new_db(cluster, name, setup, extensions=()):
