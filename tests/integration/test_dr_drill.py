@@ -26,6 +26,7 @@ import pytest
 import yaml
 from psycopg import sql
 
+from tests.fixtures.pgbackrest import ARCHIVE_TIMEOUT
 from tests.fixtures.postgres import free_port
 from tests.integration.module_runner import COLLECTIONS_PATH, REPO_ROOT
 
@@ -120,6 +121,11 @@ def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza, s
     orders = cluster.execute("SELECT count(*) FROM orders_order", dbname="sampleapp")[0][0]
     assert orders > 0
     stanza.backup("full")
+    # A first drill: the heartbeat begins just now, and its WAL reaches the archive only at the next segment
+    # switch (archive_timeout raised to 8 s). Declared at once, the drill would restore a database without the
+    # heartbeat table; the role waits until the archive holds a heartbeat first.
+    cluster.set(archive_timeout="8s")
+    cluster.execute("SELECT pg_reload_conf()")
     cluster.execute("CREATE TABLE IF NOT EXISTS upkeep_heartbeat (id bigserial PRIMARY KEY, "
                     "at timestamptz NOT NULL DEFAULT clock_timestamp())")
     beat = Heartbeat(cluster)
@@ -157,8 +163,12 @@ def test_a_drill_measures_rto_and_rpo_against_the_heartbeat(pgbackrest_stanza, s
     finally:
         beat.halt.set()
         beat.join(10)
+        cluster.set(archive_timeout=ARCHIVE_TIMEOUT)
+        cluster.execute("SELECT pg_reload_conf()")
     drill = passed_drill(proc, beat, out)
     value = drill["value"]
+    # it waited for the heartbeat's segment to reach the archive before declaring
+    assert "RETRYING: [localhost]: Wait until the repository's archive holds that segment" in proc.stdout
     # the newest heartbeat restored is a row the source committed, at or before the declaration
     committed = [row[0] for row in cluster.execute("SELECT at::text FROM upkeep_heartbeat ORDER BY at")]
     assert value["newest_restored"] in committed

@@ -8,8 +8,8 @@ into the DR server with pg_restore, checks and starts the application against it
 
 What must hold: RPO is the source's newest commit at the declaration minus the dump's snapshot time (the manifest's
 ``started_at``), the restored database holds exactly what the dump held (not the rows committed after it), the
-application answered healthy from the DR server with the login's password set from its env file, and the drill
-left nothing behind on the DR server.
+application answered healthy from the DR server with the login's password set from its env file (as a SCRAM
+verifier: the DR server's statement log never holds the password), and the drill left nothing behind on the DR server.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def test_a_logical_drill_measures_rto_and_rpo_against_the_dumps_snapshot(pg_clus
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not found (Debian package redis-server)")
     source = pg_cluster_factory(name="source")
-    dr = pg_cluster_factory(name="dr")
+    # every statement in the DR server's log: the login's password must not be among them
+    dr = pg_cluster_factory(name="dr", settings={"log_statement": "all"})
     app, redis, env_file = seed_sample_app(source, tmp_path / "sampleapp")
     bucket = "upkeep-dr-logical"
     s3_endpoint.client().create_bucket(Bucket=bucket)
@@ -165,6 +166,11 @@ def test_a_logical_drill_measures_rto_and_rpo_against_the_dumps_snapshot(pg_clus
     assert application["object_counts"] == {"orders.Order": dumped_orders}
     assert application["health"] == {"status": "ok", "database": "ok", "redis": "ok"}
     app.assert_no_secrets(proc.stdout + proc.stderr + out.read_text())
+    # the login got its password as a SCRAM verifier: the DR server logged the statement, never the password
+    dr_log = dr.logfile.read_text(errors="replace")
+    assert "ALTER ROLE" in dr_log or "ALTER USER" in dr_log, "log_statement=all logged no password change"
+    assert "SCRAM-SHA-256$4096:" in dr_log
+    app.assert_no_secrets(dr_log)
     # nothing left behind: the drill's database is dropped, the fetched copy removed, the application stopped
     databases = [row[0] for row in dr.execute("SELECT datname FROM pg_database")]
     assert "sampleapp_dr_drill" not in databases and not any(name.startswith("upkeep_restore_") for name in databases)
