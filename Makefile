@@ -91,13 +91,13 @@ unit: venv  ## Unit tests
 
 .PHONY: integration
 integration: deps venv  ## Integration tests against real PostgreSQL, S3 and Vault endpoints
-	$(PY) -m pytest -q -n 2 -m "not containers" tests/integration
+	$(PY) -m pytest -q -n 2 --durations=15 -m "not containers" tests/integration
 
 # Whole playbooks on containers of the lab image (the staged patch rollout): minutes of
 # Ansible round trips and container reboots, little CPU, so they get a lane of their own.
 .PHONY: e2e
 e2e: deps venv lab-image  ## Integration tests that drive playbooks on lab-image containers
-	$(PY) -m pytest -q -n 2 -m containers tests/integration
+	$(PY) -m pytest -q -n 2 --durations=15 -m containers tests/integration
 
 # Each scenario has its own containers, loopback block and state, so they run side by side:
 # a scenario spends most of its time waiting on systemd, PostgreSQL and Ansible round trips
