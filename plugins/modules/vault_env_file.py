@@ -166,6 +166,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _files  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils import _vault  # noqa: E402
+from ansible_collections.upkeep.runbooks.plugins.module_utils._envfile import parse_env  # noqa: E402
 from ansible_collections.upkeep.runbooks.plugins.module_utils._failure import Failure  # noqa: E402
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -206,18 +207,6 @@ def render_value(value, name, where):
         raise Failure("Failed to render %s: the value of %s contains a line break (or NUL), which an env file "
                       "cannot hold" % (name, where))
     return text
-
-
-def parse_env(text):
-    """name -> value of an existing env file (later lines win; lines without '=' ignored)."""
-    values = {}
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#") or "=" not in raw:
-            continue
-        key, value = raw.split("=", 1)
-        values[key.strip()] = value
-    return values
 
 
 def parse_mode(value):
