@@ -180,8 +180,8 @@ def endpoint_of(s3):
         return "the S3 endpoint"
 
 
-DEFAULT_PART_SIZE_MB = 16    # s3_backup's defaults; docs/performance.md says why
-DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_PART_SIZE_MB = 8     # s3_backup's defaults (boto3's own); docs/performance.md says why
+DEFAULT_MAX_CONCURRENCY = 10
 
 
 def transfer_config(part_size_mb=DEFAULT_PART_SIZE_MB, max_concurrency=DEFAULT_MAX_CONCURRENCY):

@@ -131,16 +131,16 @@ options:
     description:
       - Multipart part size in MiB (5 to 5120). Files larger than this are uploaded in parts; memory use stays
         bounded whatever the file size. Raised automatically when a file would need more than 10,000 parts.
-      - The default (16 MiB parts, 8 in flight) was the fastest setting measured against an S3 endpoint on the
-        same host, with a peak memory under 100 MB; see docs/performance.md. Against a remote endpoint with
-        high latency, fewer and larger parts can be better.
+      - The default (8 MiB parts, 10 in flight, boto3's own defaults) was the fastest setting measured against
+        an S3 endpoint on the same host on a quiet machine, with a peak memory under 100 MB; see
+        docs/performance.md. Against a remote endpoint with high latency, fewer and larger parts can be better.
     type: int
-    default: 16
+    default: 8
   max_concurrency:
     description:
       - Parts uploaded in parallel. Memory use grows with this (about one part buffer per part in flight).
     type: int
-    default: 8
+    default: 10
 notes:
   - The credentials need C(s3:ListBucket), C(s3:GetObject), C(s3:PutObject), C(s3:DeleteObject) (to replace a
     stale remote manifest and clean up after a broken upload), C(s3:ListBucketMultipartUploads) and
