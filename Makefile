@@ -20,9 +20,11 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 # nginx: the real web tier in front of the sample app whose access log http_log_stats reads
 #   (tests/fixtures/web.py).
 # rsyslog: a real collector and forwarders on loopback for the log-shipping canary (tests/fixtures/syslog.py).
+# util-linux: nsenter, through which Molecule reaches its containers (lab/ansible_plugins/connection); essential
+#   in Debian, named so a stripped image or another distribution says so.
 DEB_PACKAGES := python3-venv podman runc debootstrap uidmap fuse-overlayfs slirp4netns \
                 postgresql-15 postgresql-client-15 redis-server zstd git aptly gnupg chromium pgbackrest \
-                nginx rsyslog
+                nginx rsyslog util-linux
 
 .PHONY: help
 help:  ## List the targets

@@ -126,40 +126,41 @@ def test_bad_input(tmp_path):
 
 
 class FakeCgroup(Moving):
-    """A cgroup stand-in whose CPU counter a thread advances at 1.5 CPUs' worth of time per second of wall
-    time, the rate a container busy on one and a half cores shows."""
+    """A cgroup stand-in whose CPU counter a thread advances at ``rate`` CPUs' worth of time per second of wall
+    time (1.5: a container busy on one and a half cores)."""
 
-    def __init__(self, path, version, **layout):
+    def __init__(self, path, version, rate=1.5, **layout):
         super().__init__()
+        self.rate = rate
         self.dir = CgroupDir(path, version, **layout)
 
     def run(self):
         start = time.monotonic()
         while not self.stop.wait(0.005):
-            self.dir.set_cpu_seconds(1.5 * (time.monotonic() - start))
+            self.dir.set_cpu_seconds(self.rate * (time.monotonic() - start))
 
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_cgroup_scope_counts_the_container_only(tmp_path, version):
-    """1.5 CPUs of time per second over a quota of 2 CPUs is about 75 % (the exact arithmetic, on a clock the
-    test controls, is in tests/unit/test_host_load.py); memory is usage less inactive file pages of the group's
-    1 GiB limit: (600 - 100) / 1024 MiB."""
-    with FakeCgroup(tmp_path, version, quota=200000, limit=2**30):
+    """0.375 CPUs of time per second over a quota of half a CPU is about 75 % (the exact arithmetic, on a clock
+    the test controls, is in tests/unit/test_host_load.py); memory is usage less inactive file pages of the
+    group's 1 GiB limit: (600 - 100) / 1024 MiB."""
+    with FakeCgroup(tmp_path, version, rate=0.375, quota=50000, limit=2**30):
         res = run_module("host_resources_info", {"scope": "cgroup", "cgroup_path": str(tmp_path), "window": 1.2,
                                                  "interval": 0.3, "host_label": "db1",
                                                  "cpu_warn_percent": 98, "cpu_fail_percent": 99})
     assert not res.failed, res
-    assert res["scope"] == "cgroup" and res["cpu"]["cpus"] == 2.0
+    assert res["scope"] == "cgroup" and res["cpu"]["cpus"] == 0.5
     # The counter's thread and the module keep their own clocks; on a loaded machine the thread falls behind
-    # or catches up between two readings, so only the scale is checked here: a share of the quota, not of
-    # the machine, and not of one CPU (which would read 100 %).
+    # or catches up between two readings, so only the scale is checked here: a share of the quota (75 %), not
+    # of one CPU (37.5 %) nor of the machine's CPUs (at most 37.5 %).
     assert 50 <= res["cpu"]["percent"] <= 97, res["cpu"]
     assert res["cpu"]["iowait_percent"] is None and res["cpu"]["steal_percent"] is None
     assert res["memory"]["source"] == "cgroup" and res["memory"]["percent"] == 48.83
     assert res["memory"]["total_bytes"] == 2**30 and res["memory"]["available_bytes"] == 2**30 - 500 * 2**20
     checks = by_check(res)
     assert checks["host_cpu"]["status"] == "ok" and "the container's CPU use" in checks["host_cpu"]["message"]
-    assert "of 2.0 CPUs" in checks["host_cpu"]["message"]
+    assert "of 0.5 CPUs" in checks["host_cpu"]["message"]
     assert "memory use of the container's limit is 48.83%" in checks["host_memory"]["message"]
 
 
