@@ -116,13 +116,18 @@ def _find_pg_dump(cluster, database, timeout=30):
     return None
 
 
-def _start_killer(find, killed):
+def _start_killer(find, killed, stop_at_once=False):
     """A thread that SIGKILLs the process ``find()`` returns, 50 ms after it appears; ``killed``
-    gets its ``pid`` and ``cmdline`` (read just before the kill)."""
+    gets its ``pid`` and ``cmdline`` (read just before the kill).
+
+    ``stop_at_once``: SIGSTOP it the moment it is found, so it cannot finish in those 50 ms (on a
+    loaded machine a small dump can, and a killed zombie would look like a clean exit)."""
 
     def killer():
         pid = find()
         if pid:
+            if stop_at_once:
+                os.kill(pid, signal.SIGSTOP)
             time.sleep(0.05)
             try:
                 with open("/proc/%d/cmdline" % pid, "rb") as handle:
@@ -140,7 +145,7 @@ def _start_killer(find, killed):
 def test_pg_dump_killed_in_zstd_pipeline(bulk, tmp_path):
     """pg_dump dies, zstd sees a clean end of input and exits 0: the module must still fail."""
     killed = {}
-    thread = _start_killer(lambda: _find_pg_dump(bulk, BULK), killed)
+    thread = _start_killer(lambda: _find_pg_dump(bulk, BULK), killed, stop_at_once=True)
     backups = tmp_path / "backups"
     res = backup(bulk, BULK, backups, compression="zstd")
     thread.join()
